@@ -1,0 +1,307 @@
+"""The one options grammar for fence info strings and headings, used by the runner, ``check`` and the site.
+
+An info string is a language, then optionally an attribute list in attr_list form::
+
+    bash {#compose-up .exec timeout=900 when=failure title="a b"}
+
+Runme forms are read too: ``{ name=x }`` (the name is the id) and JSON objects ``{"name": "x"}``. Bare
+words are an error, because they break the site's rendering.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+RUNNABLE_LANGUAGES = frozenset({"bash", "sh", "shell"})
+WHEN_VALUES = ("success", "failure", "always")
+
+# Keys with a meaning for the runner.
+RUNNER_KEYS = frozenset({"timeout", "retries", "interval", "expect", "when", "cwd"})
+# Runme's own keys: accepted so Runme-annotated files run unchanged.
+RUNME_KEYS = frozenset(
+    {
+        "name",
+        "id",
+        "interactive",
+        "excludeFromRunAll",
+        "terminalRows",
+        "background",
+        "cwd",
+        "tag",
+        "category",
+        "closeTerminalOnSuccess",
+        "mimeType",
+        "promptEnv",
+        "interpreter",
+        "skipPrompts",
+    }
+)
+# Keys the site's highlighter understands (pymdownx.highlight / superfences).
+SITE_KEYS = frozenset({"title", "hl_lines", "linenums", "linenostart", "lang"})
+KNOWN_KEYS = RUNNER_KEYS | RUNME_KEYS | SITE_KEYS
+
+_BOOL_KEYS = frozenset({"interactive", "excludeFromRunAll", "background", "closeTerminalOnSuccess"})
+_TRAILING_ATTRS = re.compile(r"\s*\{([^{}]*)\}\s*$")
+_NAME = re.compile(r"^[^\s{}#.=\"']+$")
+_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_:-]*$")
+
+
+@dataclass(frozen=True)
+class Attrs:
+    """An attribute list: ``#id``, ``.classes`` and ``key=value`` options in source order."""
+
+    id: str | None = None
+    classes: tuple[str, ...] = ()
+    options: tuple[tuple[str, str], ...] = ()
+    style: str = "none"  # "none" | "attr_list" | "json"
+
+    def get(self, key: str, default: str | None = None) -> str | None:
+        for name, value in self.options:
+            if name == key:
+                return value
+        return default
+
+    def has_class(self, name: str) -> bool:
+        return name in self.classes
+
+
+@dataclass(frozen=True)
+class Info:
+    """A parsed fence info string."""
+
+    lang: str
+    attrs: Attrs
+    error: str | None = None  # why the attribute list could not be read
+
+
+@dataclass(frozen=True)
+class CellOptions:
+    """Validated runner options of one cell."""
+
+    timeout: float | None = None
+    retries: int = 0
+    interval: float = 0.0
+    expect: int = 0
+    when: str = "success"
+    cwd: str | None = None
+    exclude_from_run_all: bool = False
+    tags: tuple[str, ...] = ()
+    interactive: bool | None = None
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+
+class AttrSyntaxError(ValueError):
+    """An attribute list that cannot be read."""
+
+
+def _tokens(body: str) -> list[str]:
+    """Split an attribute list body on whitespace, keeping quoted values whole."""
+    out: list[str] = []
+    i, n = 0, len(body)
+    while i < n:
+        if body[i].isspace():
+            i += 1
+            continue
+        start = i
+        while i < n and not body[i].isspace():
+            if body[i] in "\"'":
+                quote = body[i]
+                i += 1
+                while i < n and body[i] != quote:
+                    i += 2 if body[i] == "\\" and quote == '"' else 1
+                if i >= n:
+                    raise AttrSyntaxError(f"unterminated quote in {{{body}}}")
+            i += 1
+        out.append(body[start:i])
+    return out
+
+
+def _unquote(value: str) -> str:
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+        inner = value[1:-1]
+        return re.sub(r'\\(["\\])', r"\1", inner) if value[0] == '"' else inner
+    return value
+
+
+def parse_attr_list(body: str) -> Attrs:
+    """Parse the inside of ``{...}``; raise :class:`AttrSyntaxError` with a reason."""
+    stripped = body.strip()
+    if stripped.startswith('"'):
+        return _parse_json("{" + body + "}")
+    ident: str | None = None
+    classes: list[str] = []
+    options: list[tuple[str, str]] = []
+    for token in _tokens(body):
+        if token.startswith("#"):
+            name = token[1:]
+            if not _NAME.match(name):
+                raise AttrSyntaxError(f"bad id {token!r}")
+            if ident is not None and ident != name:
+                raise AttrSyntaxError(f"two ids: #{ident} and {token}")
+            ident = name
+        elif token.startswith("."):
+            name = token[1:]
+            if not _NAME.match(name):
+                raise AttrSyntaxError(f"bad class {token!r}")
+            classes.append(name)
+        elif "=" in token:
+            key, _, raw = token.partition("=")
+            if not _KEY.match(key):
+                raise AttrSyntaxError(f"bad key {key!r}")
+            if raw == "":
+                raise AttrSyntaxError(f"{key}= has no value")
+            value = _unquote(raw)
+            if key in ("class",):
+                classes.extend(value.split())
+            elif key == "id":
+                ident = value
+            else:
+                options.append((key, value))
+        else:
+            raise AttrSyntaxError(f"bare word {token!r} (write #id, .class or key=value)")
+    return Attrs(id=ident, classes=tuple(classes), options=tuple(options), style="attr_list")
+
+
+def _parse_json(text: str) -> Attrs:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise AttrSyntaxError(f"bad JSON attributes: {exc.msg}") from None
+    if not isinstance(data, dict):
+        raise AttrSyntaxError("JSON attributes must be an object")
+    options: list[tuple[str, str]] = []
+    for key, value in data.items():
+        if isinstance(value, bool):
+            options.append((str(key), "true" if value else "false"))
+        elif isinstance(value, (str, int, float)):
+            options.append((str(key), str(value)))
+        else:
+            raise AttrSyntaxError(f"JSON attribute {key!r} must be a string, number or boolean")
+    # Runme's "id" is its own generated identifier; the cell's name is what people target.
+    return Attrs(id=None, classes=(), options=tuple(options), style="json")
+
+
+def parse_info(info: str) -> Info:
+    """Split a fence info string into language and attributes. Never raises."""
+    text = info.strip()
+    if not text:
+        return Info(lang="", attrs=Attrs())
+    if text.startswith("{"):
+        lang_part, attr_part = "", text
+    else:
+        lang_part, _, attr_part = text.partition(" ")
+        if "{" in lang_part:
+            lang_part, brace, rest = lang_part.partition("{")
+            attr_part = brace + rest + (" " + attr_part if attr_part else "")
+    lang = lang_part.strip().lower()
+    attr_part = attr_part.strip()
+    if not attr_part:
+        return Info(lang=lang, attrs=Attrs())
+    if not (attr_part.startswith("{") and attr_part.endswith("}")):
+        return Info(lang=lang, attrs=Attrs(), error=f"text after the language must be one {{...}} list: {attr_part!r}")
+    body = attr_part[1:-1]
+    try:
+        if body.strip().startswith('"') or body.strip() == "":
+            attrs = _parse_json(attr_part) if body.strip() else Attrs(style="attr_list")
+        else:
+            attrs = parse_attr_list(body)
+    except AttrSyntaxError as exc:
+        return Info(lang=lang, attrs=Attrs(), error=str(exc))
+    if lang == "" and attrs.classes:
+        # Python-Markdown's {.bash #id} form: the first class is the language.
+        lang, classes = attrs.classes[0].lower(), attrs.classes[1:]
+        attrs = Attrs(id=attrs.id, classes=classes, options=attrs.options, style=attrs.style)
+    return Info(lang=lang, attrs=attrs)
+
+
+def split_heading(text: str) -> tuple[str, Attrs | None, str | None]:
+    """Split ``Title {#id .class}`` into the title and its attribute list. Never raises."""
+    match = _TRAILING_ATTRS.search(text)
+    if not match:
+        return text, None, None
+    title = text[: match.start()]
+    try:
+        return title, parse_attr_list(match.group(1)), None
+    except AttrSyntaxError as exc:
+        return title, None, str(exc)
+
+
+def cell_id(attrs: Attrs) -> str | None:
+    """The id a person targets: ``#id``, else Runme's ``name``."""
+    return attrs.id or attrs.get("name")
+
+
+def _number(key: str, value: str, minimum: float, problems: list[str]) -> float | None:
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if math.isnan(number) or math.isinf(number) or number < minimum:
+        low = "positive" if minimum > 0 else "0 or more"
+        problems.append(f"{key}={value!r} must be a number, {low}")
+        return None
+    return number
+
+
+def _integer(key: str, value: str, low: int, high: int, problems: list[str]) -> int | None:
+    if not re.fullmatch(r"[0-9]+", value) or not low <= int(value) <= high:
+        problems.append(f"{key}={value!r} must be a whole number from {low} to {high}")
+        return None
+    return int(value)
+
+
+def cell_options(attrs: Attrs) -> tuple[CellOptions, list[str]]:
+    """Validate a cell's options. Returns the options and a list of problems (empty when valid)."""
+    problems: list[str] = []
+    seen: set[str] = set()
+    values: dict[str, str] = {}
+    for key, value in attrs.options:
+        if key not in KNOWN_KEYS:
+            hint = _closest(key, KNOWN_KEYS)
+            problems.append(f"unknown key {key!r}" + (f" (did you mean {hint!r}?)" if hint else ""))
+            continue
+        if key in seen:
+            problems.append(f"key {key!r} given twice")
+        seen.add(key)
+        values[key] = value
+    timeout = _number("timeout", values["timeout"], 1e-9, problems) if "timeout" in values else None
+    interval = _number("interval", values["interval"], 0, problems) if "interval" in values else 0.0
+    retries = _integer("retries", values["retries"], 0, 1000, problems) if "retries" in values else 0
+    expect = _integer("expect", values["expect"], 0, 255, problems) if "expect" in values else 0
+    when = values.get("when", "success")
+    if when not in WHEN_VALUES:
+        problems.append(f"when={when!r} must be one of {', '.join(WHEN_VALUES)}")
+    for key in _BOOL_KEYS & values.keys():
+        if values[key].lower() not in ("true", "false"):
+            problems.append(f"{key}={values[key]!r} must be true or false")
+    if "cwd" in values and not values["cwd"].strip():
+        problems.append("cwd= must not be empty")
+    tags = tuple(t for t in re.split(r"[,\s]+", values.get("tag", "") + "," + values.get("category", "")) if t)
+    interactive = values["interactive"].lower() == "true" if "interactive" in values else None
+    options = CellOptions(
+        timeout=timeout,
+        retries=retries or 0,
+        interval=interval or 0.0,
+        expect=expect or 0,
+        when=when if when in WHEN_VALUES else "success",
+        cwd=values.get("cwd"),
+        exclude_from_run_all=values.get("excludeFromRunAll", "false").lower() == "true",
+        tags=tags,
+        interactive=interactive,
+        extra={k: v for k, v in values.items() if k not in RUNNER_KEYS},
+    )
+    return options, problems
+
+
+def _closest(word: str, choices: frozenset[str] | set[str] | list[str]) -> str | None:
+    import difflib
+
+    found = difflib.get_close_matches(word, sorted(choices), n=1, cutoff=0.6)
+    return found[0] if found else None
+
+
+closest = _closest

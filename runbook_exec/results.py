@@ -1,0 +1,87 @@
+"""What a run produced: plain frozen data, shared by the executor, reports and release.log."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+PASSED, FAILED, TIMED_OUT, SKIPPED, REFUSED, INTERRUPTED = (
+    "passed", "failed", "timed_out", "skipped", "refused", "interrupted",
+)
+
+
+@dataclass(frozen=True)
+class CellResult:
+    """The outcome of one planned cell. Every text field is already masked."""
+
+    id: str | None
+    label: str
+    section: str | None
+    line: int
+    when: str
+    status: str  # passed | failed | timed_out | skipped | refused | interrupted
+    exit_code: int | None = None
+    attempts: int = 0
+    duration_s: float = 0.0
+    started_at: datetime | None = None
+    first_error: str | None = None  # first line that looks like an error, masked
+    tail: tuple[str, ...] = ()  # last 20 output lines, masked
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "label": self.label,
+            "section": self.section,
+            "line": self.line,
+            "when": self.when,
+            "status": self.status,
+            "exit_code": self.exit_code,
+            "attempts": self.attempts,
+            "duration_s": round(self.duration_s, 6),
+            "started_at": self.started_at.isoformat() if self.started_at else None,
+            "first_error": self.first_error,
+            "tail": list(self.tail),
+        }
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """The outcome of one run. ``status`` is passed, failed or interrupted."""
+
+    runbook: str
+    runbook_sha256: str
+    status: str
+    started_at: datetime
+    finished_at: datetime
+    selection: tuple[str, ...]  # the sections / cells asked for, as given
+    cells: tuple[CellResult, ...]
+    variables: Mapping[str, str] = field(default_factory=dict)  # non-secret vars (TAG, TAG_PREV, ...)
+    operator: str = ""
+    host: str = ""
+    run_dir: str | None = None
+    transcript: str | None = None
+    exit_code: int = 0
+
+    @property
+    def failed_cell(self) -> CellResult | None:
+        return next((c for c in self.cells if c.status in (FAILED, TIMED_OUT, REFUSED, INTERRUPTED)), None)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "runbook": self.runbook,
+            "runbook_sha256": self.runbook_sha256,
+            "status": self.status,
+            "exit_code": self.exit_code,
+            "started_at": self.started_at.isoformat(),
+            "finished_at": self.finished_at.isoformat(),
+            "duration_s": round((self.finished_at - self.started_at).total_seconds(), 6),
+            "selection": list(self.selection),
+            "variables": dict(self.variables),
+            "operator": self.operator,
+            "host": self.host,
+            "run_dir": self.run_dir,
+            "transcript": self.transcript,
+            "cells": [c.to_json() for c in self.cells],
+        }
