@@ -22,9 +22,7 @@ from runbook_exec import options as opts
 from runbook_exec.errors import Problem, RunbookError
 from runbook_exec.slug import slugify, unique
 
-SETTINGS_KEYS = frozenset(
-    {"shell", "timeout", "env_file", "env_sample", "release_log", "release_template", "vars"}
-)
+SETTINGS_KEYS = frozenset({"shell", "timeout", "env_file", "env_sample", "release_log", "release_template", "vars"})
 VAR_KEYS = frozenset({"required", "pattern", "help", "default", "from", "secret"})
 VAR_SOURCES = ("release_log",)
 
@@ -198,7 +196,11 @@ def parse_text(text: str, path: str = "<text>") -> Runbook:
             while stack and stack[-1].level >= level:
                 stack.pop()
             section = Section(
-                id=sid, title=title.strip(), level=level, line=line, explicit=explicit,
+                id=sid,
+                title=title.strip(),
+                level=level,
+                line=line,
+                explicit=explicit,
                 parent=stack[-1].id if stack else None,
             )
             sections.append(section)
@@ -231,9 +233,7 @@ def parse_text(text: str, path: str = "<text>") -> Runbook:
         if c.id is None:
             continue
         if c.id in seen_cells:
-            problems.append(
-                Problem(path, c.line, f"duplicate cell id #{c.id} (also line {seen_cells[c.id]})", "RX103")
-            )
+            problems.append(Problem(path, c.line, f"duplicate cell id #{c.id} (also line {seen_cells[c.id]})", "RX103"))
         else:
             seen_cells[c.id] = c.line
 
@@ -292,9 +292,7 @@ def _cell(
     cell_problems: list[str] = []
     if info.error:
         cell_problems.append(f"attributes: {info.error}")
-    executable = info.attrs.has_class("exec") or (
-        runme and info.lang in opts.RUNNABLE_LANGUAGES and info.error is None
-    )
+    executable = info.attrs.has_class("exec") or (runme and info.lang in opts.RUNNABLE_LANGUAGES and info.error is None)
     options, option_problems = opts.cell_options(info.attrs)
     if executable or info.attrs.style != "none":
         cell_problems.extend(option_problems)
@@ -363,14 +361,14 @@ def _key_line(lines: list[str], fm_lines: int, key: str) -> int:
     return 1
 
 
-def _settings(
-    meta: Mapping[str, Any], path: str, lines: list[str], fm_lines: int, problems: list[Problem]
-) -> Settings:
+def _settings(meta: Mapping[str, Any], path: str, lines: list[str], fm_lines: int, problems: list[Problem]) -> Settings:
     block = meta.get("runbook", {})
     if block is None:
         block = {}
     if not isinstance(block, dict):
-        problems.append(Problem(path, _key_line(lines, fm_lines, "runbook"), "front matter: runbook: must be a mapping", "RX202"))
+        problems.append(
+            Problem(path, _key_line(lines, fm_lines, "runbook"), "front matter: runbook: must be a mapping", "RX202")
+        )
         return Settings()
 
     def bad(key: str, message: str) -> None:
@@ -474,15 +472,28 @@ def listing(book: Runbook) -> dict[str, Any]:
     return {
         "runbook": book.path,
         "sections": [
-            {"id": s.id, "title": s.title, "level": s.level, "line": s.line, "explicit": s.explicit,
-             "cells": [c.label for c in book.cells if c.executable and s.id in c.sections]}
+            {
+                "id": s.id,
+                "title": s.title,
+                "level": s.level,
+                "line": s.line,
+                "explicit": s.explicit,
+                "cells": [c.label for c in book.cells if c.executable and s.id in c.sections],
+            }
             for s in book.sections
         ],
         "cells": [
             {
-                "id": c.id, "line": c.line, "lang": c.lang, "section": c.section, "executable": c.executable,
-                "danger": c.danger, "when": c.options.when, "timeout": c.options.timeout,
-                "retries": c.options.retries, "excluded": c.options.exclude_from_run_all,
+                "id": c.id,
+                "line": c.line,
+                "lang": c.lang,
+                "section": c.section,
+                "executable": c.executable,
+                "danger": c.danger,
+                "when": c.options.when,
+                "timeout": c.options.timeout,
+                "retries": c.options.retries,
+                "excluded": c.options.exclude_from_run_all,
             }
             for c in book.cells
         ],

@@ -112,9 +112,7 @@ def _double_quoted(first: str, lines: list[str], nxt: int) -> tuple[str | None, 
         consumed += 1
 
 
-def _interpolate(
-    value: str, known: Mapping[str, str], env: Mapping[str, str], path: str, lineno: int, key: str
-) -> str:
+def _interpolate(value: str, known: Mapping[str, str], env: Mapping[str, str], path: str, lineno: int, key: str) -> str:
     def lookup(match: re.Match[str]) -> str:
         name = match.group(1) or match.group(4)
         op, arg = match.group(2), match.group(3) or ""

@@ -10,6 +10,7 @@ words are an error, because they break the site's rendering.
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import re
@@ -298,8 +299,6 @@ def cell_options(attrs: Attrs) -> tuple[CellOptions, list[str]]:
 
 
 def _closest(word: str, choices: frozenset[str] | set[str] | list[str]) -> str | None:
-    import difflib
-
     found = difflib.get_close_matches(word, sorted(choices), n=1, cutoff=0.6)
     return found[0] if found else None
 

@@ -8,7 +8,12 @@ from datetime import datetime
 from typing import Any
 
 PASSED, FAILED, TIMED_OUT, SKIPPED, REFUSED, INTERRUPTED = (
-    "passed", "failed", "timed_out", "skipped", "refused", "interrupted",
+    "passed",
+    "failed",
+    "timed_out",
+    "skipped",
+    "refused",
+    "interrupted",
 )
 
 

@@ -1,0 +1,351 @@
+"""Command line: ``runbook-exec FILE ...``, ``runbook-exec check``, ``preflight``, ``init-env``.
+
+The workflow is a chain of small steps (load -> plan -> list / dry-run -> run -> reports -> release.log ->
+rescan). Person-caused errors become one line each and exit 2 in exactly one place, :func:`main`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Any, NoReturn
+
+from runbook_exec import __version__, document
+from runbook_exec.console import Console, use_color
+from runbook_exec.document import Cell, Runbook
+from runbook_exec.errors import RunbookError, UsageError
+from runbook_exec.executor import Executor
+from runbook_exec.masking import Redactor
+from runbook_exec.plan import Options, Plan, Selection, build
+from runbook_exec.report import Transcript, run_dir, write_json, write_junit
+from runbook_exec.results import RunReport
+from runbook_exec.shell import BashSession, ShellError
+
+SUBCOMMANDS = {
+    "check": "runbook_exec.check",
+    "preflight": "runbook_exec.preflight",
+    "init-env": "runbook_exec.initenv",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line and a :class:`UsageError` (exit 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message} (see --help)")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="runbook-exec",
+        description="Run the .exec cells of a Markdown runbook in one bash session, with secrets masked.",
+        epilog="Other commands: runbook-exec check FILE... | preflight [...] | init-env [...]",
+    )
+    p.add_argument("file", metavar="FILE", help="the runbook (Markdown)")
+    sel = p.add_argument_group("selection")
+    sel.add_argument("--section", action="append", default=[], metavar="ID", help="run a section (repeatable)")
+    sel.add_argument("--cell", action="append", default=[], metavar="ID", help="run one cell (repeatable)")
+    sel.add_argument("--tag", action="append", default=[], metavar="TAG", help="run cells with tag= (repeatable)")
+    sel.add_argument("--from", dest="start", metavar="ID", help="start at this cell of the selection")
+    sel.add_argument("--resume", action="store_true", help="restart the last failed run from its failed cell")
+    show = p.add_argument_group("inspect")
+    show.add_argument("--list", action="store_true", help="list sections and cells, run nothing")
+    show.add_argument("--dry-run", action="store_true", help="show the planned cells in order, run nothing")
+    show.add_argument("--json", action="store_true", help="machine-readable output")
+    inp = p.add_argument_group("inputs")
+    inp.add_argument("--env-file", metavar="PATH", help="env file (overrides front matter env_file)")
+    inp.add_argument("--var", action="append", default=[], metavar="NAME=VALUE", help="set a variable")
+    inp.add_argument("--allow-short-secrets", action="store_true", help="run even if a secret cannot be masked")
+    safety = p.add_argument_group("safety")
+    safety.add_argument("--yes", action="store_true", help="run .danger cells without asking")
+    safety.add_argument("--step", action="store_true", help="ask before every cell (run / skip / quit)")
+    out = p.add_argument_group("outputs")
+    out.add_argument("--report", metavar="PATH", help="JSON report path")
+    out.add_argument("--junit", metavar="PATH", help="JUnit XML path")
+    out.add_argument("--transcript", metavar="PATH", help="masked, timestamped transcript path")
+    rl = out.add_mutually_exclusive_group()
+    rl.add_argument("--release-log", metavar="PATH", help="append the release record here")
+    rl.add_argument("--no-release-log", action="store_true", help="do not write a release record")
+    p.add_argument("--version", action="version", version=f"runbook-exec {__version__}")
+    return p
+
+
+def _variables(pairs: Sequence[str]) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise UsageError(f"runbook-exec: --var {pair.split('=')[0]!r}: expected NAME=VALUE")
+        values[name] = value
+    return values
+
+
+# -- workflow steps --------------------------------------------------------------------------------------
+
+
+def load_runbook(args: argparse.Namespace) -> Runbook:
+    return document.parse(args.file)
+
+
+def build_plan(book: Runbook, args: argparse.Namespace, *, tolerant: bool = False) -> Plan:
+    selection = Selection(sections=tuple(args.section), cells=tuple(args.cell), tags=tuple(args.tag), start=args.start)
+    options = Options(
+        env_file=args.env_file,
+        variables=_variables(args.var),
+        allow_short_secrets=args.allow_short_secrets,
+        release_log=args.release_log,
+        no_release_log=args.no_release_log or tolerant,
+        assume_yes=args.yes or tolerant,
+        interactive=_interactive(),
+    )
+    if tolerant and not args.env_file and book.settings.env_file and not Path(book.settings.env_file).exists():
+        # A dry run on a machine without the env file still shows the plan; values are unknown.
+        options = Options(**{**options.__dict__, "env_file": None})
+        selection_plan = build(_without_env(book), selection, options)
+        return selection_plan
+    return build(book, selection, options)
+
+
+def _without_env(book: Runbook) -> Runbook:
+    from dataclasses import replace  # noqa: PLC0415
+
+    return replace(book, settings=replace(book.settings, env_file=None, env_sample=None))
+
+
+def honor_list_request(book: Runbook, as_json: bool) -> int:
+    if as_json:
+        print(json.dumps(document.listing(book), ensure_ascii=False, indent=2))
+    else:
+        print(_render_list(book))
+    for problem in book.problems:
+        print(problem, file=sys.stderr)
+    return 2 if book.problems else 0
+
+
+def _render_list(book: Runbook) -> str:
+    lines = [book.path]
+    for s in book.sections:
+        cells = [c for c in book.cells if c.executable and c.section == s.id]
+        mark = "" if s.explicit else "  (slug)"
+        lines.append(f"{'  ' * (s.level - 1)}#{s.id}  {s.title}  line {s.line}{mark}")
+        for c in cells:
+            lines.append(f"{'  ' * s.level}  - {c.label}  line {c.line}{_flags(c)}")
+    orphans = [c for c in book.cells if c.executable and c.section is None]
+    for c in orphans:
+        lines.append(f"  - {c.label}  line {c.line}{_flags(c)}")
+    return "\n".join(lines)
+
+
+def _flags(c: Cell) -> str:
+    o = c.options
+    flags = []
+    if c.danger:
+        flags.append("danger")
+    if o.when != "success":
+        flags.append(f"when={o.when}")
+    if o.timeout:
+        flags.append(f"timeout={o.timeout:g}")
+    if o.retries:
+        flags.append(f"retries={o.retries} interval={o.interval:g}")
+    if o.expect:
+        flags.append(f"expect={o.expect}")
+    if o.exclude_from_run_all:
+        flags.append("excluded from run-all")
+    return f"  [{', '.join(flags)}]" if flags else ""
+
+
+def honor_dry_run(plan: Plan, redactor: Redactor, as_json: bool) -> int:
+    if as_json:
+        data = {
+            "runbook": plan.runbook.path,
+            "selection": list(plan.selection),
+            "variables": dict(plan.variables),
+            "cells": [
+                {
+                    "id": c.id,
+                    "label": c.label,
+                    "section": c.section,
+                    "line": c.line,
+                    "when": c.options.when,
+                    "timeout": plan.timeout(c),
+                    "retries": c.options.retries,
+                    "danger": c.danger,
+                    "source": c.source,
+                }
+                for c in plan.cells
+            ],
+        }
+        print(redactor.mask(json.dumps(data, ensure_ascii=False, indent=2)))
+        return 0
+    out = [f"{plan.runbook.path}: {len(plan.cells)} cells ({', '.join(plan.selection)})"]
+    for n, c in enumerate(plan.cells, 1):
+        out.append(
+            f"[{n}/{len(plan.cells)}] {c.section + ' › ' if c.section else ''}{c.label}  line {c.line}{_flags(c)}"
+        )
+        out.extend("    " + line for line in c.source.rstrip("\n").split("\n"))
+    print(redactor.mask("\n".join(out)))
+    return 0
+
+
+def run_plan(plan: Plan, redactor: Redactor, args: argparse.Namespace) -> tuple[RunReport, dict[str, Path]]:
+    artifacts = _artifact_paths(args)
+    console = Console(sys.stdout.buffer, use_color(sys.stdout.buffer))
+    transcript = Transcript(artifacts["transcript"])
+    try:
+        shell = BashSession(env=_session_env(plan))
+    except ShellError as exc:
+        raise RunbookError(f"runbook-exec: {exc}") from None
+    executor = Executor(
+        plan, shell, redactor, console, transcript, confirm=_confirm if _interactive() else None, step=args.step
+    )
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        executor.interrupt(128 + signum)
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        report = executor.run()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        shell.close()
+        transcript.close()
+    from dataclasses import replace  # noqa: PLC0415
+
+    report = replace(report, run_dir=str(artifacts["dir"]), transcript=str(artifacts["transcript"]))
+    return report, artifacts
+
+
+def _session_env(plan: Plan) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(plan.env)
+    env["RUNBOOK_FILE"] = str(Path(plan.runbook.path).resolve())
+    return env
+
+
+def _artifact_paths(args: argparse.Namespace) -> dict[str, Path]:
+    folder = Path(args.transcript).parent if args.transcript and args.report and args.junit else run_dir()
+    return {
+        "dir": folder,
+        "transcript": Path(args.transcript) if args.transcript else folder / "transcript.log",
+        "report": Path(args.report) if args.report else folder / "report.json",
+        "junit": Path(args.junit) if args.junit else folder / "junit.xml",
+    }
+
+
+def write_reports(report: RunReport, artifacts: dict[str, Path]) -> None:
+    write_json(report, artifacts["report"])
+    write_junit(report, artifacts["junit"])
+
+
+def append_release_log(plan: Plan, report: RunReport, redactor: Redactor) -> str | None:
+    """Render and append the release record; return the text appended (masked)."""
+    if not plan.release_log:
+        return None
+    from runbook_exec import release_log  # noqa: PLC0415
+
+    template = plan.release_template
+    text = release_log.render(template, report, plan.runbook, {"plan": plan}) if template else None
+    if text is None:
+        return None
+    masked = redactor.mask(text)
+    release_log.append(plan.release_log, masked)
+    return masked
+
+
+def rescan(redactor: Redactor, artifacts: dict[str, Path], record: str | None) -> list[str]:
+    """Fail closed: look for any form of any secret in every artifact; redact and name it (never the value)."""
+    found: list[str] = []
+    for name in ("transcript", "report", "junit"):
+        path = artifacts[name]
+        if not path.exists():
+            continue
+        data = path.read_bytes()
+        keys = redactor.leaks(data)
+        if keys:
+            path.write_bytes(redactor.mask_bytes(data))
+            found.append(f"{path}: contained a form of {', '.join(keys)}; redacted")
+    if record is not None:
+        keys = redactor.leaks(record.encode())
+        if keys:
+            found.append(f"release.log record: contained a form of {', '.join(keys)}")
+    return found
+
+
+# -- interaction -----------------------------------------------------------------------------------------
+
+
+def _interactive() -> bool:
+    try:
+        return sys.stdin.isatty() and sys.stdout.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _confirm(cell: Cell, masked_source: str) -> str:
+    """Ask on the terminal; default is No."""
+    kind = "DANGER" if cell.danger else "step"
+    print(f"\n[{kind}] {cell.label} (line {cell.line}):")
+    for line in masked_source.rstrip("\n").split("\n"):
+        print(f"    {line}")
+    prompt = "Run it? [y/N] " if cell.danger else "Run it? [Y]es / [s]kip / [q]uit: "
+    try:
+        answer = input(prompt).strip().lower()
+    except EOFError:
+        return "quit"
+    if cell.danger:
+        return "run" if answer in ("y", "yes") else "skip"
+    return {"": "run", "y": "run", "yes": "run", "s": "skip", "skip": "skip", "q": "quit", "quit": "quit"}.get(
+        answer, "skip"
+    )
+
+
+# -- entry point ----------------------------------------------------------------------------------------
+
+
+def _run(argv: list[str]) -> int:
+    if argv and argv[0] in SUBCOMMANDS:
+        import importlib  # noqa: PLC0415
+
+        module: Any = importlib.import_module(SUBCOMMANDS[argv[0]])
+        return int(module.main(argv[1:]))
+    args = _parser().parse_args(argv)
+    book = load_runbook(args)
+    if args.list:
+        return honor_list_request(book, args.json)
+    plan = build_plan(book, args, tolerant=args.dry_run)
+    redactor = Redactor(plan.secrets)
+    if args.dry_run:
+        return honor_dry_run(plan, redactor, args.json)
+    report, artifacts = run_plan(plan, redactor, args)
+    write_reports(report, artifacts)
+    record = append_release_log(plan, report, redactor)
+    leaks = rescan(redactor, artifacts, record)
+    for line in leaks:
+        print(f"runbook-exec: secret leak caught by the final rescan: {line}", file=sys.stderr)
+    print(f"report: {artifacts['report']}  transcript: {artifacts['transcript']}", file=sys.stderr)
+    return 1 if leaks and report.exit_code == 0 else report.exit_code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console entry point. Returns the exit status."""
+    try:
+        return _run(list(sys.argv[1:] if argv is None else argv))
+    except RunbookError as exc:
+        print(str(exc), file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("runbook-exec: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,292 @@
+"""Run a plan's cells in order in one shell session. Cell failures are data, not exceptions.
+
+Output path (the only one): shell bytes -> ``MaskStream`` -> terminal, transcript and the cell's capture.
+"""
+
+from __future__ import annotations
+
+import functools
+import getpass
+import re
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from runbook_exec.console import Console
+from runbook_exec.document import Cell
+from runbook_exec.masking import MaskStream, Redactor
+from runbook_exec.plan import Plan
+from runbook_exec.report import Transcript
+from runbook_exec.results import (
+    FAILED,
+    INTERRUPTED,
+    PASSED,
+    REFUSED,
+    SKIPPED,
+    TIMED_OUT,
+    CellResult,
+    RunReport,
+)
+from runbook_exec.shell import Shell, ShellResult
+
+TAIL_LINES = 20
+_KEEP = 64 * 1024
+_ERROR_LINE = re.compile(rb"(?i)(error|fail|fatal|denied|refused|not found|exception|traceback|unhealthy|cannot|panic)")
+
+# Answer to a confirmation: "run", "skip" or "quit".
+Confirm = Callable[[Cell, str], str]
+
+
+class Capture:
+    """Keeps the head and tail of one cell's masked output, for the result's error line and last lines."""
+
+    def __init__(self) -> None:
+        self.head = bytearray()
+        self.tail = bytearray()
+
+    def add(self, data: bytes) -> None:
+        if len(self.head) < _KEEP:
+            self.head += data[: _KEEP - len(self.head)]
+        self.tail += data
+        if len(self.tail) > 2 * _KEEP:
+            del self.tail[: len(self.tail) - _KEEP]
+
+    def last_lines(self, n: int = TAIL_LINES) -> tuple[str, ...]:
+        text = bytes(self.tail).replace(b"\r\n", b"\n").rstrip(b"\n")
+        lines = [ln.rsplit(b"\r", 1)[-1] for ln in text.split(b"\n")][-n:] if text else []
+        return tuple(ln.decode("utf-8", "replace") for ln in lines)
+
+    def first_error(self) -> str | None:
+        for source in (bytes(self.head), bytes(self.tail)):
+            for line in source.replace(b"\r\n", b"\n").split(b"\n"):
+                if _ERROR_LINE.search(line):
+                    return line.strip().decode("utf-8", "replace")[:500]
+        lines = self.last_lines(1)
+        return lines[0][:500] if lines else None
+
+
+@dataclass
+class _State:
+    failed: bool = False
+    interrupted: int = 0  # number of interrupt requests (1: stop the cell, 2: also skip failure cells)
+    signal_exit: int = 130
+    quit: bool = False
+
+
+class Executor:
+    """Runs a :class:`Plan` through a :class:`Shell`; every byte shown or stored passes the redactor."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        shell: Shell,
+        redactor: Redactor,
+        console: Console,
+        transcript: Transcript | None = None,
+        confirm: Confirm | None = None,
+        step: bool = False,
+        on_cell_done: Callable[[Cell, CellResult, ShellResult | None], None] | None = None,
+    ) -> None:
+        self.plan = plan
+        self.shell = shell
+        self.redactor = redactor
+        self.console = console
+        self.transcript = transcript
+        self.confirm = confirm
+        self.step = step
+        self.on_cell_done = on_cell_done
+        self._state = _State()
+
+    # -- signals ---------------------------------------------------------------------------------------
+
+    def interrupt(self, exit_code: int = 130) -> None:
+        """First call: stop the running cell and go on with failure cells. Second: skip those too."""
+        self._state.interrupted += 1
+        self._state.signal_exit = exit_code
+        self.shell.interrupt()
+
+    # -- output ----------------------------------------------------------------------------------------
+
+    def _say(self, text: str) -> None:
+        masked = self.redactor.mask(text)
+        self.console.write(masked.encode())
+        if self.transcript:
+            self.transcript.note(_strip_ansi(masked))
+
+    # -- running ---------------------------------------------------------------------------------------
+
+    def run(self) -> RunReport:
+        started = datetime.now(UTC)
+        results: list[CellResult] = []
+        total = len(self.plan.cells)
+        for warning in self.plan.warnings:
+            self._say(self.console.note(f"warning: {warning}"))
+        for position, cell in enumerate(self.plan.cells, 1):
+            results.append(self._one(position, total, cell))
+        finished = datetime.now(UTC)
+        state = self._state
+        status = INTERRUPTED if state.interrupted else (FAILED if state.failed else PASSED)
+        exit_code = state.signal_exit if state.interrupted else (1 if state.failed else 0)
+        counts = {
+            s: sum(r.status == s for r in results) for s in (PASSED, FAILED, TIMED_OUT, SKIPPED, REFUSED, INTERRUPTED)
+        }
+        summary = ", ".join(f"{n} {s.replace('_', ' ')}" for s, n in counts.items() if n)
+        style = "green" if status == PASSED else "red"
+        self._say(
+            self.console.note(f"{status.upper()}: {summary} in {(finished - started).total_seconds():.2f} s", style)
+        )
+        return RunReport(
+            runbook=self.plan.runbook.path,
+            runbook_sha256=self.plan.runbook.sha256,
+            status=status,
+            started_at=started,
+            finished_at=finished,
+            selection=self.plan.selection,
+            cells=tuple(results),
+            variables=dict(self.plan.variables),
+            operator=_operator(),
+            host=socket.gethostname(),
+            exit_code=exit_code,
+        )
+
+    def _skip(self, position: int, total: int, cell: Cell, why: str, status: str = SKIPPED) -> CellResult:
+        self._say(self.console.skipped(position, total, cell.section, cell.label, why))
+        return CellResult(cell.id, cell.label, cell.section, cell.line, cell.options.when, status)
+
+    def _one(self, position: int, total: int, cell: Cell) -> CellResult:
+        state = self._state
+        when = cell.options.when
+        if state.quit:
+            return self._skip(position, total, cell, "quit")
+        if state.interrupted >= 2:
+            return self._skip(position, total, cell, "interrupted twice")
+        if when == "success" and state.failed:
+            return self._skip(position, total, cell, "an earlier cell failed")
+        if when == "failure" and not state.failed:
+            return self._skip(position, total, cell, "when=failure, nothing failed")
+
+        if self.confirm and (self.step or cell.danger):
+            answer = self.confirm(cell, self.redactor.mask(cell.source))
+            if answer == "skip":
+                status = REFUSED if cell.danger else SKIPPED
+                if status == REFUSED:
+                    state.failed = True
+                return self._skip(position, total, cell, "declined", status)
+            if answer == "quit":
+                state.quit = True
+                state.failed = True
+                return self._skip(position, total, cell, "quit", REFUSED)
+
+        self._say(self.console.header(position, total, cell.section, cell.label))
+        if self.transcript:
+            self.transcript.start(cell.label)
+        capture = Capture()
+        stream = self.redactor.stream()
+        started_at = datetime.now(UTC)
+        t0 = time.monotonic()
+        attempts = 0
+        last: ShellResult | None = None
+        status = FAILED
+        retries = cell.options.retries
+        cwd = str((self.plan.runbook.base_dir / cell.options.cwd).resolve()) if cell.options.cwd else None
+        while True:
+            attempts += 1
+            last = self.shell.run(
+                cell.source,
+                functools.partial(self._emit, stream, capture),
+                timeout=self.plan.timeout(cell),
+                cwd=cwd,
+                name=cell.label,
+            )
+            self._emit_final(stream, capture)
+            if last.interrupted:
+                status = INTERRUPTED
+                break
+            if last.timed_out:
+                status = TIMED_OUT
+                break
+            if last.exit_code == cell.options.expect:
+                status = PASSED
+                break
+            if attempts > retries or state.interrupted:
+                status = FAILED
+                break
+            self._say(
+                self.console.note(
+                    f"↻ {cell.label}: exit {last.exit_code}; retry {attempts}/{retries} in {cell.options.interval:g} s",
+                    "dim",
+                )
+            )
+            if not self._sleep(cell.options.interval):
+                status = INTERRUPTED
+                break
+            stream = self.redactor.stream()
+        if last is not None and last.restarted:
+            self._say(
+                self.console.note("note: the shell session was restarted; only cwd and the environment carried over")
+            )
+        if status != PASSED:
+            state.failed = True
+        result = CellResult(
+            id=cell.id,
+            label=cell.label,
+            section=cell.section,
+            line=cell.line,
+            when=when,
+            status=status,
+            exit_code=last.exit_code if last else None,
+            attempts=attempts,
+            duration_s=time.monotonic() - t0,
+            started_at=started_at,
+            first_error=None if status == PASSED else capture.first_error(),
+            tail=capture.last_lines(),
+        )
+        if status == TIMED_OUT:
+            self._say(self.console.note(f"⏱ {cell.label}: timed out after {self.plan.timeout(cell):g} s", "red"))
+        self._say(self.console.result(result, cell.options.expect))
+        if self.on_cell_done:
+            self.on_cell_done(cell, result, last)
+        return result
+
+    def _emit(self, stream: MaskStream, capture: Capture, data: bytes) -> None:
+        masked = stream.feed(data)
+        if masked:
+            self._deliver(capture, masked)
+
+    def _emit_final(self, stream: MaskStream, capture: Capture) -> None:
+        masked = stream.flush()
+        if masked:
+            self._deliver(capture, masked)
+        if capture.tail and not capture.tail.endswith(b"\n"):
+            # Keep runner lines on their own line after output without a final newline.
+            self.console.write(b"\n")
+        if self.transcript:
+            self.transcript.finish()
+
+    def _deliver(self, capture: Capture, masked: bytes) -> None:
+        self.console.write(masked)
+        if self.transcript:
+            self.transcript.write(masked)
+        capture.add(masked)
+
+    def _sleep(self, seconds: float) -> bool:
+        """Wait between retries; False when interrupted meanwhile."""
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            if self._state.interrupted:
+                return False
+            time.sleep(min(0.1, max(0.0, end - time.monotonic())))
+        return not self._state.interrupted
+
+
+def _strip_ansi(text: str) -> str:
+    return re.sub(r"\x1b\[[0-9;]*m", "", text)
+
+
+def _operator() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"

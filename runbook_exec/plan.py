@@ -1,0 +1,307 @@
+"""Turn a parsed runbook and a selection into a validated plan. Nothing runs here.
+
+Every problem is collected and reported at once (one line each, ``path:line: message``), so an operator
+fixes the command line and the file in one go instead of one error per attempt.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from runbook_exec import masking
+from runbook_exec.document import Cell, Runbook, VarSpec
+from runbook_exec.envfile import parse_env_file
+from runbook_exec.errors import Problem, RunbookError
+from runbook_exec.options import closest
+
+DEFAULT_TIMEOUT_S = 600.0
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What the operator asked to run."""
+
+    sections: tuple[str, ...] = ()
+    cells: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    start: str | None = None  # --from
+
+    def describe(self) -> tuple[str, ...]:
+        parts = [f"section:{s}" for s in self.sections] + [f"cell:{c}" for c in self.cells]
+        parts += [f"tag:{t}" for t in self.tags]
+        if self.start:
+            parts.append(f"from:{self.start}")
+        return tuple(parts) or ("all",)
+
+
+@dataclass(frozen=True)
+class Options:
+    """Run-time inputs from the command line that the plan validates."""
+
+    env_file: str | None = None
+    variables: Mapping[str, str] = field(default_factory=dict)
+    allow_short_secrets: bool = False
+    release_log: str | None = None
+    no_release_log: bool = False
+    assume_yes: bool = False
+    interactive: bool = False  # a person can answer confirmations on a TTY
+    environ: Mapping[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A validated run: the cells in order, and everything the session needs."""
+
+    runbook: Runbook
+    cells: tuple[Cell, ...]
+    selection: tuple[str, ...]
+    env: Mapping[str, str]  # exported into the session (env file + variables)
+    variables: Mapping[str, str]  # declared / --var variables, without secrets
+    secrets: tuple[masking.Secret, ...]
+    warnings: tuple[str, ...]
+    env_file: str | None
+    release_log: str | None
+    release_template: str | None
+    default_timeout: float
+
+    def timeout(self, cell: Cell) -> float:
+        return cell.options.timeout or self.default_timeout
+
+
+def build(book: Runbook, selection: Selection, options: Options) -> Plan:
+    """Validate ``selection`` against ``book``; raise :class:`RunbookError` listing every problem."""
+    problems: list[Problem] = list(book.problems)
+    path = book.path
+    environ = os.environ if options.environ is None else options.environ
+
+    cells = _select(book, selection, problems)
+
+    env_file = options.env_file or book.settings.env_file
+    env_values: dict[str, str] = {}
+    if env_file:
+        try:
+            env_values = parse_env_file(env_file, environ={})
+        except RunbookError as exc:
+            problems.append(_as_problem(exc, env_file))
+        else:
+            _check_sample(book, env_file, env_values, problems)
+
+    release_log = None if options.no_release_log else (options.release_log or book.settings.release_log)
+    if release_log and not Path(release_log).resolve().parent.is_dir():
+        problems.append(Problem(path, 0, f"release log {release_log}: directory does not exist"))
+
+    variables, secret_vars = _variables(book, options.variables, environ, release_log, problems)
+    names = {v.name for v in book.settings.vars if v.secret}
+    shown = {k: v for k, v in variables.items() if k not in names and not masking.is_secret_name(k)}
+
+    masked = dict(env_values)
+    masked.update(secret_vars)
+    classified = masking.classify(masked, declared_secret=names, allow_short=options.allow_short_secrets)
+    for key in classified.refused:
+        problems.append(
+            Problem(
+                env_file or path,
+                0,
+                f"{key}: value is shorter than 4 characters (or true/false) and cannot be masked; "
+                "use a longer secret or pass --allow-short-secrets",
+            )
+        )
+
+    danger = [c for c in cells if c.danger]
+    if danger and not options.assume_yes and not options.interactive:
+        ids = ", ".join(f"{c.label} (line {c.line})" for c in danger)
+        problems.append(
+            Problem(
+                path,
+                danger[0].line,
+                f"refusing to run .danger cells without a terminal to confirm: {ids}; pass --yes to run them",
+            )
+        )
+
+    if problems:
+        raise RunbookError.from_problems(_unique(problems))
+
+    env = dict(env_values)
+    env.update(variables)
+    if env_file:
+        env["RUNBOOK_ENV_FILE"] = str(Path(env_file).resolve())
+    return Plan(
+        runbook=book,
+        cells=tuple(cells),
+        selection=selection.describe(),
+        env=env,
+        variables=shown,
+        secrets=classified.secrets,
+        warnings=classified.warnings,
+        env_file=env_file,
+        release_log=release_log,
+        release_template=book.settings.release_template,
+        default_timeout=book.settings.timeout or DEFAULT_TIMEOUT_S,
+    )
+
+
+def _as_problem(exc: RunbookError, fallback: str) -> Problem:
+    text = str(exc)
+    match = re.match(r"^(.*?):(\d+): (.*)$", text)
+    if match:
+        return Problem(match.group(1), int(match.group(2)), match.group(3))
+    head, sep, rest = text.partition(": ")
+    return Problem(head, 0, rest) if sep else Problem(fallback, 0, text)
+
+
+def _unique(problems: Sequence[Problem]) -> list[Problem]:
+    seen: set[str] = set()
+    out = []
+    for p in problems:
+        if str(p) not in seen:
+            seen.add(str(p))
+            out.append(p)
+    return out
+
+
+def _select(book: Runbook, selection: Selection, problems: list[Problem]) -> list[Cell]:
+    path = book.path
+    runnable = [c for c in book.cells if c.executable]
+    by_id = {c.id: c for c in book.cells if c.id}
+    chosen: set[int] = set()
+    explicit = bool(selection.sections or selection.cells or selection.tags)
+
+    for sid in selection.sections:
+        section = book.section(sid)
+        if section is None:
+            problems.append(
+                _unknown(book, "section", sid, [s.id for s in book.sections], {s.id: s.line for s in book.sections})
+            )
+            continue
+        members = [c for c in runnable if sid in c.sections and not c.options.exclude_from_run_all]
+        if not members:
+            problems.append(Problem(path, section.line, f"section #{sid} has no executable cells"))
+        chosen.update(c.index for c in members)
+    for cid in selection.cells:
+        cell = by_id.get(cid)
+        if cell is None:
+            problems.append(_unknown(book, "cell", cid, list(by_id), {k: v.line for k, v in by_id.items()}))
+        elif not cell.executable:
+            problems.append(Problem(path, cell.line, f"cell #{cid} is not executable (add .exec to run it)"))
+        else:
+            chosen.add(cell.index)
+    for tag in selection.tags:
+        members = [c for c in runnable if tag in c.options.tags]
+        if not members:
+            problems.append(Problem(path, 0, f"no executable cell has tag {tag!r}"))
+        chosen.update(c.index for c in members)
+    if not explicit:
+        chosen = {c.index for c in runnable if not c.options.exclude_from_run_all}
+
+    cells = [c for c in book.cells if c.index in chosen]
+    if selection.start is not None:
+        start = by_id.get(selection.start)
+        if start is None:
+            problems.append(_unknown(book, "cell", selection.start, list(by_id), {k: v.line for k, v in by_id.items()}))
+        elif start.index not in chosen:
+            problems.append(Problem(path, start.line, f"--from {selection.start}: that cell is not in the selection"))
+        else:
+            cells = [c for c in cells if c.index >= start.index]
+    if not cells and not problems:
+        problems.append(Problem(path, 0, "nothing to run: no executable cells (mark shell fences with .exec)"))
+    return cells
+
+
+def _unknown(book: Runbook, kind: str, wanted: str, known: list[str], lines: Mapping[str, int]) -> Problem:
+    hint = closest(wanted, known)
+    if hint:
+        return Problem(
+            book.path, lines[hint], f"unknown {kind} {wanted!r} (did you mean {hint!r}, line {lines[hint]}?)"
+        )
+    return Problem(book.path, 0, f"unknown {kind} {wanted!r}" + (f"; known: {', '.join(known[:12])}" if known else ""))
+
+
+def _check_sample(book: Runbook, env_file: str, values: Mapping[str, str], problems: list[Problem]) -> None:
+    sample = book.settings.env_sample
+    if not sample:
+        return
+    try:
+        keys = parse_env_file(sample, environ={})
+    except RunbookError as exc:
+        problems.append(_as_problem(exc, sample))
+        return
+    missing = [k for k in keys if k not in values]
+    if missing:
+        problems.append(Problem(env_file, 0, f"missing keys listed in {sample}: {', '.join(missing)}"))
+
+
+def _variables(
+    book: Runbook,
+    given: Mapping[str, str],
+    environ: Mapping[str, str],
+    release_log: str | None,
+    problems: list[Problem],
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Resolve declared variables; return (all values, secret values)."""
+    path = book.path
+    values: dict[str, str] = {}
+    secrets: dict[str, str] = {}
+    specs: dict[str, VarSpec] = {v.name: v for v in book.settings.vars}
+    for name in given:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            problems.append(Problem(path, 0, f"--var {name}=...: not a valid shell variable name"))
+    for spec in book.settings.vars:
+        value: str | None = given.get(spec.name)
+        if value is None and spec.source == "release_log":
+            value = _from_release_log(release_log, spec.name)
+        if value is None:
+            value = environ.get(spec.name)
+        if value is None:
+            value = spec.default
+        if value is None:
+            if spec.required:
+                hint = f" ({spec.help})" if spec.help else ""
+                problems.append(
+                    Problem(
+                        path,
+                        _var_line(book, spec.name),
+                        f"missing required variable {spec.name}{hint}: pass --var {spec.name}=...",
+                    )
+                )
+            continue
+        if spec.pattern and not re.search(spec.pattern, value):
+            shown = "***" if spec.secret else repr(value)
+            hint = f" ({spec.help})" if spec.help else ""
+            problems.append(
+                Problem(
+                    path,
+                    _var_line(book, spec.name),
+                    f"variable {spec.name}={shown} does not match {spec.pattern!r}{hint}",
+                )
+            )
+        values[spec.name] = value
+        if spec.secret or masking.is_secret_name(spec.name):
+            secrets[spec.name] = value
+    for name, value in given.items():
+        if name not in specs:
+            values[name] = value
+            if masking.is_secret_name(name):
+                secrets[name] = value
+    return values, secrets
+
+
+def _var_line(book: Runbook, name: str) -> int:
+    for i, line in enumerate(book.text.split("\n")[: book.front_matter_lines]):
+        if re.match(rf"^\s+{re.escape(name)}\s*:", line):
+            return i + 1
+    return 1
+
+
+def _from_release_log(release_log: str | None, name: str) -> str | None:
+    if not release_log or not Path(release_log).is_file():
+        return None
+    try:
+        from runbook_exec import release_log as records  # noqa: PLC0415
+    except ImportError:  # pragma: no cover - module lands with the ops package
+        return None
+    base = name[: -len("_PREV")] if name.endswith("_PREV") else name
+    return records.last_successful(release_log, base)

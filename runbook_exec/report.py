@@ -1,0 +1,126 @@
+"""Run artifacts: the live transcript, the JSON report and JUnit XML. All input here is already masked."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import BinaryIO
+from xml.etree import ElementTree as ET
+
+from runbook_exec.results import FAILED, INTERRUPTED, REFUSED, SKIPPED, TIMED_OUT, RunReport
+
+
+def run_dir(base: str | Path = ".runbook/runs") -> Path:
+    """Create a fresh run folder named by a sub-second UTC timestamp (unique even for parallel runs)."""
+    root = Path(base)
+    root.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+    for n in range(1000):
+        candidate = root / (stamp if n == 0 else f"{stamp}-{n}")
+        try:
+            candidate.mkdir()
+        except FileExistsError:
+            continue
+        return candidate
+    raise OSError(f"cannot create a run folder under {root}")
+
+
+class Transcript:
+    """A line-buffered, timestamped transcript: ``<UTC time> <cell> | <line>``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh: BinaryIO = open(path, "ab")  # noqa: SIM115 - kept open for the whole run
+        self._partial = b""
+        self._label = b""
+
+    def start(self, label: str) -> None:
+        self.finish()
+        self._label = label.encode()
+
+    def note(self, text: str) -> None:
+        """A runner message (header, result, warning) as its own line."""
+        self.finish()
+        for line in text.rstrip("\n").split("\n"):
+            self._fh.write(self._stamp() + b" runner | " + line.encode() + b"\n")
+        self._fh.flush()
+
+    def write(self, data: bytes) -> None:
+        if not data:
+            return
+        data = self._partial + data
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            self._partial = data
+            return
+        self._partial = data[cut + 1 :]
+        prefix = self._stamp() + b" " + self._label + b" | "
+        lines = data[:cut].split(b"\n")
+        self._fh.write(b"".join(prefix + line.rstrip(b"\r") + b"\n" for line in lines))
+
+    def finish(self) -> None:
+        """End the current cell: write an unfinished last line and flush to disk."""
+        if self._partial:
+            self._fh.write(self._stamp() + b" " + self._label + b" | " + self._partial + b"\n")
+            self._partial = b""
+        self._fh.flush()
+
+    def close(self) -> None:
+        self.finish()
+        os.fsync(self._fh.fileno())
+        self._fh.close()
+
+    @staticmethod
+    def _stamp() -> bytes:
+        return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ").encode()
+
+
+def write_json(report: RunReport, path: Path) -> None:
+    """Write the JSON report atomically."""
+    _atomic_write(path, json.dumps(report.to_json(), ensure_ascii=False, indent=2).encode() + b"\n")
+
+
+def write_junit(report: RunReport, path: Path) -> None:
+    """Write a JUnit XML file: one testsuite for the run, one testcase per planned cell."""
+    suite = ET.Element(
+        "testsuite",
+        name=report.runbook,
+        tests=str(len(report.cells)),
+        failures=str(sum(c.status in (FAILED, TIMED_OUT, REFUSED, INTERRUPTED) for c in report.cells)),
+        skipped=str(sum(c.status == SKIPPED for c in report.cells)),
+        time=f"{(report.finished_at - report.started_at).total_seconds():.3f}",
+        timestamp=report.started_at.isoformat(),
+    )
+    for cell in report.cells:
+        case = ET.SubElement(
+            suite,
+            "testcase",
+            classname=cell.section or report.runbook,
+            name=cell.label,
+            time=f"{cell.duration_s:.3f}",
+            file=report.runbook,
+            line=str(cell.line),
+        )
+        if cell.status == SKIPPED:
+            ET.SubElement(case, "skipped", message=f"when={cell.when}")
+        elif cell.status != "passed":
+            message = f"{cell.status}" + (f" (exit {cell.exit_code})" if cell.exit_code is not None else "")
+            failure = ET.SubElement(case, "failure", message=message, type=cell.status)
+            failure.text = "\n".join(cell.tail)
+    root = ET.Element("testsuites")
+    root.append(suite)
+    ET.indent(root)
+    _atomic_write(path, ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n")
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)

@@ -1,0 +1,352 @@
+"""One persistent bash session on a pty, driven by pexpect, that runs cells one at a time.
+
+How a cell runs (see ``shared/notes/shell-pitfalls.md`` for why):
+
+* the cell body is written to a private file and ``source``d with stdin from ``/dev/null`` (no tty line
+  limit, no SIGINT from 0x03 bytes, no send deadlock, ``read`` gets EOF);
+* an ``ERR`` trap that ``return``s gives errexit semantics inside the cell without killing the session;
+  ``set -o pipefail`` is on; ``exit`` is a function that records its status and unwinds instead of ending
+  the session (inside subshells it is the real builtin);
+* the exit status comes from ``PROMPT_COMMAND``, framed by control bytes around a fresh per-cell nonce, so
+  no output of the cell can look like it; it also fires after a SIGINT abort;
+* timeouts and interrupts signal the pty's foreground process group like Ctrl-C would, escalate to SIGKILL,
+  and restart the session (restoring cwd) if bash itself stops answering.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import select
+import shlex
+import shutil
+import signal
+import tempfile
+import termios
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import pexpect
+
+OutputSink = Callable[[bytes], None]
+
+_INIT = r"""
+set +o history; HISTFILE=; unset HISTFILE
+PS1=''; PS2=''; PS4='+ '
+set -E -o pipefail
+__rx_exit=
+__rx_back=
+exit() {
+  if (( BASH_SUBSHELL > 0 )); then builtin exit "$@"; fi
+  __rx_exit=${1-$?}
+  return 1
+}
+# Unwind only inside the cell (a sourced file or a function), never at the session's top level.
+__rx_trap='__rx_rc=$?; set +e; if [[ -n ${BASH_SOURCE[0]+s}${FUNCNAME[0]+f} ]]; then return "$__rx_rc"; fi'
+trap "$__rx_trap" ERR
+__rx_prompt() {
+  local rc=$1
+  if [[ -n ${__rx_exit-} ]]; then rc=$__rx_exit; __rx_exit=; fi
+  if [[ -n ${__rx_back-} ]]; then builtin cd -- "$__rx_back" 2>/dev/null || :; __rx_back=; fi
+  trap "$__rx_trap" ERR
+  set -E -o pipefail
+  builtin printf '\036%s:%s:%s\037' "${__rx_nonce-}" "$rc" "$PWD"
+}
+__rx_xon() { if [[ $__rx_x == *x* ]]; then set -x; fi; }
+# xtrace stays off between cells (so the runner's own commands never show in a trace) and is resumed
+# by the first line of the next cell.
+PROMPT_COMMAND='{ __rx_st=$?; __rx_x=$-; set +x; } 2>/dev/null; __rx_prompt $__rx_st'
+readonly PROMPT_COMMAND
+"""
+
+
+@dataclass(frozen=True)
+class ShellResult:
+    """How one cell ended."""
+
+    exit_code: int | None  # None when the cell was stopped before it reported a status
+    timed_out: bool = False
+    interrupted: bool = False
+    restarted: bool = False  # the session had to be restarted (state other than cwd and env was lost)
+    cwd: str = ""
+    duration_s: float = 0.0
+
+
+class Shell(Protocol):
+    """What the executor needs from a shell. Tests of executor logic use a fake."""
+
+    def run(
+        self,
+        source: str,
+        output: OutputSink,
+        *,
+        timeout: float | None = None,
+        cwd: str | None = None,
+        name: str = "cell",
+    ) -> ShellResult: ...
+
+    def interrupt(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class ShellError(RuntimeError):
+    """The session could not be started or died in a way that cannot be recovered."""
+
+
+class BashSession:
+    """A persistent interactive bash on a pty."""
+
+    GRACE_S = 1.5
+
+    def __init__(
+        self,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+        columns: int = 200,
+        rows: int = 50,
+        bash: str = "bash",
+    ) -> None:
+        self._env = dict(os.environ if env is None else env)
+        self._env.setdefault("TERM", "dumb")
+        self._cwd = str(Path(cwd or os.getcwd()).resolve())
+        self._dims = (rows, columns)
+        self._bash = shutil.which(bash, path=self._env.get("PATH")) or bash
+        self._dir = tempfile.mkdtemp(prefix="runbook-exec-", dir=_scratch_root())
+        self._counter = 0
+        self._interrupt_requested = False
+        self._child: pexpect.spawn | None = None
+        self._start()
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+
+    def _start(self) -> None:
+        def no_onlcr() -> None:
+            attrs = termios.tcgetattr(0)
+            attrs[1] &= ~termios.ONLCR
+            termios.tcsetattr(0, termios.TCSANOW, attrs)
+
+        init = Path(self._dir, "init.sh")
+        init.write_text(_INIT)
+        try:
+            child = pexpect.spawn(
+                self._bash,
+                ["--noprofile", "--norc", "--noediting", "-i"],
+                env=self._env,
+                cwd=self._cwd,
+                echo=False,
+                dimensions=self._dims,
+                preexec_fn=no_onlcr,
+            )
+        except pexpect.ExceptionPexpect as exc:
+            raise ShellError(f"cannot start bash: {exc}") from None
+        child.delaybeforesend = None
+        self._child = child
+        nonce = secrets.token_hex(8)
+        self._send(f"__rx_x=; __rx_nonce={nonce}; source {shlex.quote(str(init))}\n")
+        code, _ = self._wait(nonce, lambda _b: None, time.monotonic() + 10)
+        if code is None:
+            self._kill()
+            raise ShellError("bash did not start in 10 s")
+
+    @property
+    def pid(self) -> int:
+        assert self._child is not None
+        return int(self._child.pid)
+
+    def close(self) -> None:
+        """End the session and remove its private files."""
+        self._kill()
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+    def _kill(self) -> None:
+        child, self._child = self._child, None
+        if child is None:
+            return
+        with contextlib.suppress(OSError):
+            os.killpg(child.pid, signal.SIGHUP)
+        with contextlib.suppress(Exception):
+            child.close(force=True)
+
+    def _restart(self, cwd: str) -> None:
+        self._kill()
+        if Path(cwd).is_dir():
+            self._cwd = cwd
+        self._start()
+
+    # -- running cells ---------------------------------------------------------------------------------
+
+    def interrupt(self) -> None:
+        """Ask the running cell to stop, as Ctrl-C would (safe to call from a signal handler)."""
+        self._interrupt_requested = True
+
+    def run(
+        self,
+        source: str,
+        output: OutputSink,
+        *,
+        timeout: float | None = None,
+        cwd: str | None = None,
+        name: str = "cell",
+    ) -> ShellResult:
+        """Run one cell; stream its raw output to ``output``; return how it ended."""
+        if self._child is None or not self._child.isalive():
+            self._restart(self._cwd)
+        started = time.monotonic()
+        self._counter += 1
+        cell = f"{self._dir}/{_file_name(name, self._counter)}"
+        fd = os.open(cell, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            # xtrace (if the cell turned it on) resumes only inside the cell, so the runner's own
+            # commands never show up in a trace.
+            os.write(fd, ("__rx_xon; " + source + ("" if source.endswith("\n") else "\n")).encode())
+        finally:
+            os.close(fd)
+        nonce = secrets.token_hex(8)
+        line = f"__rx_nonce={nonce}; "
+        if cwd:
+            line += f"__rx_back=$PWD; builtin cd -- {shlex.quote(cwd)} && "
+        line += f"source {shlex.quote(cell)} </dev/null\n"
+        self._interrupt_requested = False
+        self._send(line)
+        deadline = started + timeout if timeout else None
+        code, cwd_after = self._wait(nonce, output, deadline)
+        timed_out = interrupted = restarted = False
+        if code is None:
+            timed_out = not self._interrupt_requested
+            interrupted = self._interrupt_requested
+            code, cwd_after, restarted = self._stop(nonce, output)
+        with contextlib.suppress(OSError):
+            os.unlink(cell)
+        if cwd_after:
+            self._cwd = cwd_after
+        return ShellResult(
+            exit_code=None if (timed_out or interrupted) else code,
+            timed_out=timed_out,
+            interrupted=interrupted,
+            restarted=restarted,
+            cwd=self._cwd,
+            duration_s=time.monotonic() - started,
+        )
+
+    def _send(self, text: str) -> None:
+        assert self._child is not None
+        data = text.encode()
+        fd = self._child.child_fd
+        while data:
+            written = os.write(fd, data)
+            data = data[written:]
+
+    def _wait(self, nonce: str, output: OutputSink, deadline: float | None) -> tuple[int | None, str | None]:
+        """Read until this cell's status frame; ``(None, None)`` on deadline, interrupt or EOF."""
+        assert self._child is not None
+        fd = self._child.child_fd
+        start = b"\x1e" + nonce.encode() + b":"
+        pending = b""
+        while True:
+            if self._interrupt_requested:
+                output(pending)
+                return None, None
+            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if wait is not None and wait <= 0:
+                output(pending)
+                return None, None
+            try:
+                ready, _, _ = select.select([fd], [], [], min(wait, 0.25) if wait is not None else 0.25)
+            except InterruptedError:
+                continue
+            if not ready:
+                continue
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                output(pending)
+                return self._died(), None
+            data = pending + chunk
+            at = data.find(start)
+            if at >= 0:
+                end = data.find(b"\x1f", at)
+                if end >= 0:
+                    output(data[:at])
+                    rest = data[end + 1 :]
+                    if rest:
+                        output(rest)
+                    _, _, tail = data[at + len(start) : end].partition(b":")
+                    rc_text, _, cwd = data[at + len(start) : end].decode("utf-8", "replace").partition(":")
+                    del tail
+                    try:
+                        return int(rc_text), cwd
+                    except ValueError:
+                        return 1, cwd
+                output(data[:at])
+                pending = data[at:]
+                continue
+            # Hold back only a trailing piece that could be the start of the frame.
+            keep = _partial_suffix(data, start)
+            output(data[: len(data) - keep])
+            pending = data[len(data) - keep :]
+
+    def _died(self) -> int | None:
+        """The session ended (EOF). Return bash's exit status, or None."""
+        child = self._child
+        if child is None:
+            return None
+        with contextlib.suppress(Exception):
+            child.close(force=True)
+        status = child.exitstatus if child.exitstatus is not None else (128 + (child.signalstatus or 0))
+        self._child = None
+        return int(status) if status is not None else None
+
+    def _stop(self, nonce: str, output: OutputSink) -> tuple[int | None, str | None, bool]:
+        """Stop the running cell: SIGINT its foreground group, then SIGKILL, then restart bash."""
+        if self._child is None:
+            self._restart(self._cwd)
+            return None, self._cwd, True
+        bash = self.pid
+        for sig in (signal.SIGINT, signal.SIGKILL):
+            if self._child is None:
+                break
+            try:
+                group = os.tcgetpgrp(self._child.child_fd)
+            except OSError:
+                group = bash
+            with contextlib.suppress(OSError):
+                if group != bash:
+                    os.killpg(group, sig)
+                if sig == signal.SIGINT or group == bash:
+                    os.kill(bash, signal.SIGINT)
+            self._interrupt_requested = False
+            code, cwd = self._wait(nonce, output, time.monotonic() + self.GRACE_S)
+            if code is not None and self._child is not None:
+                return code, cwd, False
+        self._restart(self._cwd)
+        return None, self._cwd, True
+
+
+def _scratch_root() -> str | None:
+    """A tmpfs for cell files when there is one: creating a file there is ~15x cheaper than on disk."""
+    shm = "/dev/shm"
+    return shm if os.path.isdir(shm) and os.access(shm, os.W_OK | os.X_OK) else None
+
+
+_UNSAFE = str.maketrans({c: "_" for c in "/\\:*?\"<>| \t\n'$`"})
+
+
+def _file_name(name: str, counter: int) -> str:
+    """The cell's file name, which is what bash names in its error messages."""
+    return f"{counter}-{name.translate(_UNSAFE)[:60]}"
+
+
+def _partial_suffix(data: bytes, marker: bytes) -> int:
+    """Length of the longest suffix of ``data`` that is a proper prefix of ``marker``."""
+    last = data.rfind(b"\x1e", max(0, len(data) - len(marker)))
+    if last < 0:
+        return 0
+    tail = data[last:]
+    return len(tail) if marker.startswith(tail) else 0
