@@ -216,17 +216,14 @@ def parse_text(text: str, path: str = "<text>") -> Runbook:
             )
         seen_sections.setdefault(s.id, s.line)
 
-    has_exec = any("exec" in opts.parse_info(t.info).attrs.classes for t, _ in raw_cells)
+    infos = [opts.parse_info(t.info) for t, _ in raw_cells]
+    has_exec = any(info.attrs.has_class("exec") for info in infos)
     runme = "runme" in meta or (
-        not has_exec
-        and any(
-            (info := opts.parse_info(t.info)).attrs.style == "json" or info.attrs.get("name") is not None
-            for t, _ in raw_cells
-        )
+        not has_exec and any(info.attrs.style == "json" or info.attrs.get("name") is not None for info in infos)
     )
     cells: list[Cell] = []
-    for index, (tok, chain) in enumerate(raw_cells):
-        cells.append(_cell(index, tok, chain, lines, runme, path, problems))
+    for index, ((tok, chain), info) in enumerate(zip(raw_cells, infos, strict=True)):
+        cells.append(_cell(index, tok, info, chain, lines, runme, path, problems))
 
     seen_cells: dict[str, int] = {}
     for c in cells:
@@ -281,6 +278,7 @@ _CLOSING = re.compile(r"^\s{0,3}(`{3,}|~{3,})\s*$")
 def _cell(
     index: int,
     tok: Token,
+    info: opts.Info,
     chain: tuple[str, ...],
     lines: list[str],
     runme: bool,
@@ -288,7 +286,6 @@ def _cell(
     problems: list[Problem],
 ) -> Cell:
     line = (tok.map[0] + 1) if tok.map else 0
-    info = opts.parse_info(tok.info)
     cell_problems: list[str] = []
     if info.error:
         cell_problems.append(f"attributes: {info.error}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
@@ -40,13 +41,14 @@ class Transcript:
     def start(self, label: str) -> None:
         self.finish()
         self._label = label.encode()
+        self._fh.flush()
 
     def note(self, text: str) -> None:
         """A runner message (header, result, warning) as its own line."""
         self.finish()
+        stamp = self._stamp()
         for line in text.rstrip("\n").split("\n"):
-            self._fh.write(self._stamp() + b" runner | " + line.encode() + b"\n")
-        self._fh.flush()
+            self._fh.write(stamp + b" runner | " + line.encode() + b"\n")
 
     def write(self, data: bytes) -> None:
         if not data:
@@ -73,14 +75,24 @@ class Transcript:
         os.fsync(self._fh.fileno())
         self._fh.close()
 
-    @staticmethod
-    def _stamp() -> bytes:
-        return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ").encode()
+    _second = -1
+    _prefix = b""
+
+    def _stamp(self) -> bytes:
+        # strftime once per second; the sub-second part is formatted by hand (it is on the hot path).
+        now = time.time()
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self._prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S").encode()
+        return self._prefix + b".%06dZ" % int((now - second) * 1e6)
 
 
 def write_json(report: RunReport, path: Path) -> None:
     """Write the JSON report atomically."""
-    _atomic_write(path, json.dumps(report.to_json(), ensure_ascii=False, indent=2).encode() + b"\n")
+    # Indented for people when small; compact (C encoder, ~10x faster) for runs with many cells.
+    indent = 2 if len(report.cells) <= 200 else None
+    _atomic_write(path, json.dumps(report.to_json(), ensure_ascii=False, indent=indent).encode() + b"\n")
 
 
 def write_junit(report: RunReport, path: Path) -> None:

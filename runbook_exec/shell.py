@@ -145,6 +145,11 @@ class BashSession:
         except pexpect.ExceptionPexpect as exc:
             raise ShellError(f"cannot start bash: {exc}") from None
         child.delaybeforesend = None
+        # pexpect sleeps 0.1 s twice when closing; the session is killed by process group instead.
+        child.delayafterclose = 0
+        child.delayafterterminate = 0
+        child.ptyproc.delayafterclose = 0
+        child.ptyproc.delayafterterminate = 0
         self._child = child
         nonce = secrets.token_hex(8)
         self._send(f"__rx_x=; __rx_nonce={nonce}; source {shlex.quote(str(init))}\n")

@@ -1,0 +1,54 @@
+"""Shared test helpers: run the real CLI, read fixture files."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+FIXTURES = Path(__file__).parent / "fixtures"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Completed:
+    returncode: int
+    stdout: str
+    stderr: str
+    seconds: float
+
+
+def run_cli(args: Sequence[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 120) -> Completed:
+    """Run ``runbook-exec`` as a subprocess (the real CLI, no TTY)."""
+    import time
+
+    full_env = dict(os.environ)
+    full_env.pop("NO_COLOR", None)
+    if env:
+        full_env.update(env)
+    t0 = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "runbook_exec.cli", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        stdin=subprocess.DEVNULL,
+        timeout=timeout,
+        check=False,
+    )
+    return Completed(
+        proc.returncode,
+        proc.stdout.decode("utf-8", "replace"),
+        proc.stderr.decode("utf-8", "replace"),
+        time.monotonic() - t0,
+    )
+
+
+@pytest.fixture
+def cli() -> object:
+    return run_cli
