@@ -1,0 +1,142 @@
+"""Secrets recognised by their shape alone, even when no env file names them.
+
+One list, shared by the streaming redactor (:mod:`runbook_exec.masking`) and by ``runbook-exec check``
+(which flags such tokens written into a runbook). Each pattern is anchored on a literal *trigger* so a
+scanner can find candidates with a multi-literal search and only then run the regex at that position; the
+regex is matched with ``pattern.match(data, pos)`` where ``pos`` is the trigger's start.
+
+``viable`` says whether the bytes from a trigger to the end of the data could still become (or extend) a
+match once more bytes arrive; a streaming scanner holds such a tail back instead of emitting it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class SecretPattern:
+    """One kind of token that is masked wherever it appears.
+
+    ``group`` names the regex group to mask (``None``: the whole match), so ``Bearer`` and the user name in
+    a URL stay readable while the token and the password go.
+    """
+
+    name: str
+    description: str
+    triggers: tuple[bytes, ...]
+    regex: re.Pattern[bytes]
+    viable: re.Pattern[bytes]
+    group: str | None = None
+
+    def span(self, data: bytes, pos: int) -> tuple[int, int] | None:
+        """The span to mask if the pattern matches at ``pos`` (the start of a trigger), else ``None``."""
+        m = self.regex.match(data, pos)
+        if m is None:
+            return None
+        if self.group is None:
+            return m.span()
+        start, end = m.span(self.group)
+        return (start, end) if start >= 0 else None
+
+    def finditer(self, data: bytes) -> list[tuple[int, int]]:
+        """Every span to mask in a finished text (used by ``check`` and for tests)."""
+        spans: list[tuple[int, int]] = []
+        for trigger in self.triggers:
+            pos = data.find(trigger)
+            while pos >= 0:
+                found = self.span(data, pos)
+                if found is not None:
+                    spans.append(found)
+                pos = data.find(trigger, pos + 1)
+        return sorted(set(spans))
+
+
+# A token character for keys that use ``-`` and ``_`` (OpenAI) and the left edge that keeps ``task-`` or
+# ``disk-`` from starting a match.
+_EDGE = rb"(?<![A-Za-z0-9_\-])"
+_PEM_LABEL = rb"-----BEGIN [A-Z0-9 ]{0,40}PRIVATE KEY-----"
+# A PEM body: base64 lines plus the ``Proc-Type:`` / ``DEK-Info:`` headers of encrypted keys. Bounded so a
+# stray BEGIN line cannot make a streaming scanner hold output back without limit.
+_PEM_BODY = rb"[A-Za-z0-9+/=:,.\s-]"
+_PEM_MAX = 20000
+
+
+def _prefixes(word: bytes) -> bytes:
+    """A regex matching every non-empty prefix of ``word`` (``s(?:k(?:-)?)?``)."""
+    out = b""
+    for ch in reversed(word[1:]):
+        out = b"(?:" + re.escape(bytes([ch])) + out + b")?"
+    return re.escape(word[:1]) + out
+
+
+SECRET_PATTERNS: tuple[SecretPattern, ...] = (
+    SecretPattern(
+        name="openai-key",
+        description="OpenAI API key (sk-…, sk-proj-…)",
+        triggers=(b"sk-",),
+        regex=re.compile(_EDGE + rb"sk-[A-Za-z0-9_\-]{20,}"),
+        viable=re.compile(_EDGE + rb"(?:" + _prefixes(b"sk-") + rb"|sk-[A-Za-z0-9_\-]*)\Z"),
+    ),
+    SecretPattern(
+        name="langsmith-key",
+        description="LangSmith API key (lsv2_pt_…, lsv2_sk_…)",
+        triggers=(b"lsv2_",),
+        regex=re.compile(_EDGE + rb"lsv2_(?:pt|sk)_[A-Za-z0-9_]{20,}"),
+        viable=re.compile(
+            _EDGE + rb"(?:" + _prefixes(b"lsv2_") + rb"|lsv2_(?:p|s|pt|sk)|lsv2_(?:pt|sk)_[A-Za-z0-9_]*)\Z"
+        ),
+    ),
+    SecretPattern(
+        name="jwt",
+        description="JSON Web Token (eyJ….eyJ….signature)",
+        triggers=(b"eyJ",),
+        regex=re.compile(rb"(?<![A-Za-z0-9_\-])eyJ[A-Za-z0-9_\-]{2,}\.eyJ[A-Za-z0-9_\-]{2,}\.[A-Za-z0-9_\-]*"),
+        viable=re.compile(rb"(?<![A-Za-z0-9_\-])(?:" + _prefixes(b"eyJ") + rb"|eyJ[A-Za-z0-9_.\-]*)\Z"),
+    ),
+    SecretPattern(
+        name="pem-private-key",
+        description="PEM private key block",
+        triggers=(b"-----BEGIN ",),
+        regex=re.compile(
+            _PEM_LABEL
+            + rb"(?:"
+            + _PEM_BODY
+            + rb"{0,%d}?-----END [A-Z0-9 ]{0,40}PRIVATE KEY-----|[A-Za-z0-9+/=\s]{0,%d})" % (_PEM_MAX, _PEM_MAX)
+        ),
+        viable=re.compile(
+            rb"(?:"
+            + _prefixes(b"-----BEGIN ")
+            + rb"|-----BEGIN [A-Z0-9 ]{0,40}"
+            + rb"|-----BEGIN [A-Z0-9 ]{0,40}-{1,5}"
+            + rb"|"
+            + _PEM_LABEL
+            + _PEM_BODY
+            + rb"{0,%d})\Z" % _PEM_MAX
+        ),
+    ),
+    SecretPattern(
+        name="bearer-token",
+        description="Authorization: Bearer <token>",
+        triggers=(b"Bearer", b"bearer", b"BEARER"),
+        regex=re.compile(rb"(?i:bearer)[ \t]+(?P<secret>[A-Za-z0-9._~+/\-]{8,}=*)"),
+        viable=re.compile(rb"(?:" + _prefixes(b"bearer") + rb"|bearer[ \t]+[A-Za-z0-9._~+/=\-]*)\Z", re.I),
+        group="secret",
+    ),
+    SecretPattern(
+        name="url-password",
+        description="password in a URL (scheme://user:PASSWORD@host)",
+        triggers=(b"://",),
+        regex=re.compile(rb"://[^\s/?#@:]*:(?P<secret>[^\s/?#@]+)@"),
+        viable=re.compile(rb"(?:" + _prefixes(b"://") + rb"|://[^\s/?#@:]*(?::[^\s/?#@]*)?)\Z"),
+        group="secret",
+    ),
+)
+
+TRIGGERS: tuple[bytes, ...] = tuple(sorted({t for p in SECRET_PATTERNS for t in p.triggers}))
+
+
+def find_unknown_secrets(data: bytes) -> list[tuple[str, tuple[int, int]]]:
+    """``(pattern name, span)`` for every shape-recognised secret in a finished text."""
+    return [(p.name, span) for p in SECRET_PATTERNS for span in p.finditer(data)]
