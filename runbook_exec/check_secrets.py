@@ -1,6 +1,7 @@
 """Text in a runbook that looks like a secret (``RX401``–``RX403``), shown masked in the finding itself.
 
-Three kinds: tokens of well-known formats (the masker's unknown-secret patterns), PEM private-key blocks,
+Three kinds: tokens of well-known formats (the masker's unknown-secret patterns from
+:mod:`runbook_exec.secret_patterns`, plus a few formats only ``check`` looks for), PEM private-key blocks,
 and ``KEY=value`` / ``KEY: value`` lines whose value is long and random-looking. A finding names the kind
 and shows at most the format's public prefix, never the value.
 """
@@ -14,58 +15,36 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from runbook_exec.check_findings import Finding, finding
+from runbook_exec.secret_patterns import SECRET_PATTERNS
 
 
 @dataclass(frozen=True)
 class TokenPattern:
-    """A secret format: what it is called, how to find it, and how many leading characters are public."""
+    """A token format the masker does not know but a runbook must not contain either."""
 
     name: str
-    regex: re.Pattern[str]
-    public: int  # characters safe to show (the format's fixed prefix)
+    regex: re.Pattern[str]  # the named group "secret" is masked; the rest is the format's public prefix
 
 
-def _own_patterns() -> tuple[TokenPattern, ...]:
-    # The named group "secret" is the part that is masked; the rest of the match is a public prefix.
+def _extra_patterns() -> tuple[TokenPattern, ...]:
     def p(name: str, regex: str) -> TokenPattern:
-        return TokenPattern(name, re.compile(regex), 0)
+        return TokenPattern(name, re.compile(regex))
 
     return (
-        p("OpenAI API key", r"\bsk-(?:proj-|svcacct-|admin-)?(?P<secret>[A-Za-z0-9_\-]{20,})"),
-        p("Anthropic API key", r"\bsk-ant-(?P<secret>[A-Za-z0-9_\-]{20,})"),
         p("GitHub token", r"\b(?:gh[pousr]_|github_pat_)(?P<secret>[A-Za-z0-9_]{30,})"),
         p("GitLab token", r"\bglpat-(?P<secret>[A-Za-z0-9_\-]{20,})"),
         p("Slack token", r"\bxox[abprs]-(?P<secret>[A-Za-z0-9\-]{10,})"),
         p("AWS access key id", r"\b(?:AKIA|ASIA)(?P<secret>[0-9A-Z]{16})\b"),
         p("Google API key", r"\bAIza(?P<secret>[0-9A-Za-z_\-]{35})"),
         p("Stripe key", r"\b[rs]k_live_(?P<secret>[0-9A-Za-z]{20,})"),
-        p("JSON Web Token", r"\beyJ(?P<secret>[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,})"),
-        p("bearer token", r"(?i)\bbearer\s+(?P<secret>[A-Za-z0-9_\-.=+/]{20,})"),
-        p("password in a URL", r"\b[a-z][a-z0-9+.\-]*://[^\s:/@]+:(?P<secret>[^\s@/$]{4,})@"),
     )
 
 
-def token_patterns() -> tuple[TokenPattern, ...]:
-    """The unknown-secret patterns: the masker's own when available, else this module's list."""
-    try:
-        from runbook_exec import secret_patterns  # noqa: PLC0415
-    except ImportError:
-        return _own_patterns()
-    shared = getattr(secret_patterns, "PATTERNS", None)
-    if not shared:
-        return _own_patterns()
-    out = []
-    for item in shared:
-        name = getattr(item, "name", None) or str(getattr(item, "key", "secret"))
-        regex = getattr(item, "regex", None) or getattr(item, "pattern", None)
-        if isinstance(regex, str):
-            regex = re.compile(regex)
-        if isinstance(regex, re.Pattern) and isinstance(regex.pattern, str):
-            out.append(TokenPattern(name, regex, int(getattr(item, "public", 0) or 0)))
-    return tuple(out) or _own_patterns()
+EXTRA_PATTERNS = _extra_patterns()
+# Fixed sub-prefixes of a format that are safe to show after its trigger (``sk-`` + ``proj-``).
+_PUBLIC_SUFFIXES = ("proj-", "svcacct-", "admin-", "ant-", "pt_", "sk_")
 
 
-_PEM = re.compile(r"-----BEGIN ((?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?)-----")
 _ASSIGNMENT = re.compile(
     r"""(?x)
     (?:^|[\s;"'{(,])(?:export\s+)?
@@ -86,12 +65,10 @@ def mask(value: str, public: int) -> str:
     return value[:public] + "***"
 
 
-def shown(match: re.Match[str], public: int) -> str:
-    """The matched text with its secret part masked (the ``secret`` group, else past ``public`` chars)."""
-    if "secret" in match.re.groupindex and match.group("secret") is not None:
-        text, base = match.group(0), match.start()
-        return text[: match.start("secret") - base] + "***" + text[match.end("secret") - base :]
-    return mask(match.group(0), public)
+def shown_match(match: re.Match[str]) -> str:
+    """The matched text with its ``secret`` group masked."""
+    text, base = match.group(0), match.start()
+    return text[: match.start("secret") - base] + "***" + text[match.end("secret") - base :]
 
 
 def entropy(value: str) -> float:
@@ -113,10 +90,9 @@ def looks_random(value: str, secret_key: bool) -> bool:
 def check_secrets(path: str, text: str) -> list[Finding]:
     """Every secret-looking string in the Markdown ``text`` (front matter, prose and code alike)."""
     out: list[Finding] = []
-    patterns = token_patterns()
     for lineno, line in enumerate(text.split("\n"), start=1):
         covered: list[tuple[int, int]] = []
-        for start, end, message, code in _scan_line(line, patterns):
+        for start, end, message, code in _scan_line(line):
             if any(s <= start < e or start <= s < end for s, e in covered):
                 continue
             covered.append((start, end))
@@ -124,15 +100,40 @@ def check_secrets(path: str, text: str) -> list[Finding]:
     return out
 
 
-def _scan_line(line: str, patterns: tuple[TokenPattern, ...]) -> Iterator[tuple[int, int, str, str]]:
-    pem = _PEM.search(line)
-    if pem:
-        yield pem.start(), len(line), f"{pem.group(1).lower()} block (-----BEGIN {pem.group(1)}-----***)", "RX403"
-    for pattern in patterns:
-        for m in pattern.regex.finditer(line):
-            yield m.start(), m.end(), f"{pattern.name} in the text: {shown(m, pattern.public)}", "RX401"
+def _scan_line(line: str) -> Iterator[tuple[int, int, str, str]]:
+    """``(start, end, message, code)`` of each secret on one line, character offsets."""
+    data = line.encode("utf-8", "surrogatepass")
+
+    def chars(offset: int) -> int:
+        return len(data[:offset].decode("utf-8", "ignore"))
+
+    for pattern in SECRET_PATTERNS:
+        for trigger in pattern.triggers:
+            pos = data.find(trigger)
+            while pos >= 0:
+                span = pattern.span(data, pos)
+                if span is not None:
+                    start, end = chars(min(pos, span[0])), chars(span[1])
+                    public = line[start : chars(span[0])] if span[0] > pos else _public_prefix(line[start:], trigger)
+                    code = "RX403" if pattern.name == "pem-private-key" else "RX401"
+                    shown = public + "***"
+                    yield start, end, f"{pattern.description} in the text: {shown}", code
+                pos = data.find(trigger, pos + 1)
+    for extra in EXTRA_PATTERNS:
+        for m in extra.regex.finditer(line):
+            yield m.start(), m.end(), f"{extra.name} in the text: {shown_match(m)}", "RX401"
     for m in _ASSIGNMENT.finditer(line):
         key, value = m.group("key"), m.group("value")
         if looks_random(value, bool(_SECRET_KEY.search(key))):
             start = m.start("value")
             yield start, m.end("value"), f"{key}={mask(value, 0)}: a {len(value)}-character random value", "RX402"
+
+
+def _public_prefix(text: str, trigger: bytes) -> str:
+    """The trigger and a fixed sub-prefix (``sk-proj-``), never a random character."""
+    head = trigger.decode("utf-8", "replace")
+    if text.startswith("-----BEGIN "):
+        end = text.find("-----", 11)
+        return text[: end + 5] if end > 0 else head
+    rest = text[len(head) :]
+    return head + next((s for s in _PUBLIC_SUFFIXES if rest.startswith(s)), "")
