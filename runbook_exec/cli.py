@@ -12,11 +12,12 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn
 
-from runbook_exec import __version__, document
+from runbook_exec import __version__, document, lock, resume
 from runbook_exec.console import Console, use_color
 from runbook_exec.document import Cell, Runbook
 from runbook_exec.errors import RunbookError, UsageError
@@ -24,7 +25,7 @@ from runbook_exec.executor import Executor
 from runbook_exec.masking import Redactor
 from runbook_exec.plan import Options, Plan, Selection, build
 from runbook_exec.report import Transcript, run_dir, write_json, write_junit
-from runbook_exec.results import RunReport
+from runbook_exec.results import CellResult, RunReport
 from runbook_exec.shell import BashSession, ShellError
 
 SUBCOMMANDS = {
@@ -113,8 +114,6 @@ def build_plan(book: Runbook, args: argparse.Namespace, *, tolerant: bool = Fals
 
 
 def _without_env(book: Runbook) -> Runbook:
-    from dataclasses import replace  # noqa: PLC0415
-
     return replace(book, settings=replace(book.settings, env_file=None, env_sample=None))
 
 
@@ -193,16 +192,54 @@ def honor_dry_run(plan: Plan, redactor: Redactor, as_json: bool) -> int:
     return 0
 
 
-def run_plan(plan: Plan, redactor: Redactor, args: argparse.Namespace) -> tuple[RunReport, dict[str, Path]]:
+def run_plan(
+    plan: Plan, redactor: Redactor, args: argparse.Namespace, saved: resume.Saved | None
+) -> tuple[RunReport, dict[str, Path]]:
     artifacts = _artifact_paths(args)
     console = Console(sys.stdout.buffer, use_color(sys.stdout.buffer))
     transcript = Transcript(artifacts["transcript"])
     try:
         shell = BashSession(env=_session_env(plan))
+        # What the session started with: only what the runbook changes is worth storing for --resume.
+        shell.run(":", lambda _data: None, timeout=10, name="baseline", snapshot=True)
+        initial = resume.parse_exports(shell.exports)
+        if saved is not None:
+            shell.restore(saved.cwd, saved.exports)
+            console.write(
+                redactor.mask(console.note(f"resuming at {saved.failed_cell} in {saved.cwd}", "cyan")).encode()
+            )
     except ShellError as exc:
+        transcript.close()
         raise RunbookError(f"runbook-exec: {exc}") from None
+    drop = set(plan.env) - set(plan.variables)
+    recorder = resume.Recorder(
+        resume.state_path(plan.runbook.path, _selection_key(args)),
+        {
+            "runbook": plan.runbook.path,
+            "sha256": plan.runbook.sha256,
+            "cwd": shell.cwd,
+            "run_dir": str(artifacts["dir"]),
+        },
+        redactor.mask,
+    )
+    filtered: dict[str, str] = {}
+
+    def on_cell_done(cell: Cell, result: CellResult, _shell_result: object) -> None:
+        raw = shell.exports
+        if raw not in filtered:
+            filtered.clear()
+            filtered[raw] = resume.filter_exports(raw, drop, initial)
+        recorder.cell(cell.id, result.status, cell.options.when, shell.cwd, filtered[raw])
+
     executor = Executor(
-        plan, shell, redactor, console, transcript, confirm=_confirm if _interactive() else None, step=args.step
+        plan,
+        shell,
+        redactor,
+        console,
+        transcript,
+        confirm=_confirm if _interactive() else None,
+        step=args.step,
+        on_cell_done=on_cell_done,
     )
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -216,10 +253,13 @@ def run_plan(plan: Plan, redactor: Redactor, args: argparse.Namespace) -> tuple[
             signal.signal(sig, handler)
         shell.close()
         transcript.close()
-    from dataclasses import replace  # noqa: PLC0415
-
+    recorder.close(report.status)
     report = replace(report, run_dir=str(artifacts["dir"]), transcript=str(artifacts["transcript"]))
     return report, artifacts
+
+
+def _selection_key(args: argparse.Namespace) -> tuple[str, ...]:
+    return Selection(sections=tuple(args.section), cells=tuple(args.cell), tags=tuple(args.tag)).describe()
 
 
 def _session_env(plan: Plan) -> dict[str, str]:
@@ -319,11 +359,20 @@ def _run(argv: list[str]) -> int:
     book = load_runbook(args)
     if args.list:
         return honor_list_request(book, args.json)
+    saved = None
+    if args.resume:
+        if args.start:
+            raise UsageError(
+                "runbook-exec: --resume and --from cannot be combined (--resume starts at the failed cell)"
+            )
+        saved = resume.load(args.file, _selection_key(args))
+        args.start = saved.failed_cell
     plan = build_plan(book, args, tolerant=args.dry_run)
     redactor = Redactor(plan.secrets)
     if args.dry_run:
         return honor_dry_run(plan, redactor, args.json)
-    report, artifacts = run_plan(plan, redactor, args)
+    with lock.hold(args.file, warn=lambda text: print(text, file=sys.stderr)):
+        report, artifacts = run_plan(plan, redactor, args, saved)
     write_reports(report, artifacts)
     record = append_release_log(plan, report, redactor)
     leaks = rescan(redactor, artifacts, record)

@@ -38,6 +38,13 @@ _ERROR_LINE = re.compile(rb"(?i)(error|fail|fatal|denied|refused|not found|excep
 # Answer to a confirmation: "run", "skip" or "quit".
 Confirm = Callable[[Cell, str], str]
 
+# Cells that may change exported variables. Only these pay for an ``export -p`` snapshot (~75 us), which is
+# what ``--resume`` and a session restart restore; a cell of plain commands does not.
+_STATEFUL = re.compile(
+    r"=|\b(export|declare|typeset|readonly|unset|source|eval|cd|pushd|popd|set|shopt|alias|local)\b|(^|[;&|({\s])\.\s"
+)
+_FUNCTION_DEF = re.compile(r"(?m)^\s*(?:function\s+)?([A-Za-z_][\w:-]*)\s*\(\s*\)")
+
 
 class Capture:
     """Keeps the head and tail of one cell's masked output, for the result's error line and last lines."""
@@ -98,6 +105,7 @@ class Executor:
         self.step = step
         self.on_cell_done = on_cell_done
         self._state = _State()
+        self._functions: set[str] = set()
 
     # -- signals ---------------------------------------------------------------------------------------
 
@@ -191,6 +199,7 @@ class Executor:
         status = FAILED
         retries = cell.options.retries
         cwd = str((self.plan.runbook.base_dir / cell.options.cwd).resolve()) if cell.options.cwd else None
+        snapshot = self._needs_snapshot(cell.source)
         while True:
             attempts += 1
             last = self.shell.run(
@@ -199,6 +208,7 @@ class Executor:
                 timeout=self.plan.timeout(cell),
                 cwd=cwd,
                 name=cell.label,
+                snapshot=snapshot,
             )
             self._emit_final(stream, capture)
             if last.interrupted:
@@ -249,6 +259,12 @@ class Executor:
         if self.on_cell_done:
             self.on_cell_done(cell, result, last)
         return result
+
+    def _needs_snapshot(self, source: str) -> bool:
+        self._functions.update(_FUNCTION_DEF.findall(source))
+        if _STATEFUL.search(source):
+            return True
+        return any(re.search(rf"\b{re.escape(name)}\b", source) for name in self._functions)
 
     def _emit(self, stream: MaskStream, capture: Capture, data: bytes) -> None:
         masked = stream.feed(data)

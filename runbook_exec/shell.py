@@ -40,6 +40,7 @@ PS1=''; PS2=''; PS4='+ '
 set -E -o pipefail
 __rx_exit=
 __rx_back=
+__rx_snap=
 exit() {
   if (( BASH_SUBSHELL > 0 )); then builtin exit "$@"; fi
   __rx_exit=${1-$?}
@@ -54,6 +55,7 @@ __rx_prompt() {
   if [[ -n ${__rx_back-} ]]; then builtin cd -- "$__rx_back" 2>/dev/null || :; __rx_back=; fi
   trap "$__rx_trap" ERR
   set -E -o pipefail
+  if [[ -n ${__rx_snap-} ]]; then export -p >"$__rx_snap" 2>/dev/null || :; __rx_snap=; fi
   builtin printf '\036%s:%s:%s\037' "${__rx_nonce-}" "$rc" "$PWD"
 }
 __rx_xon() { if [[ $__rx_x == *x* ]]; then set -x; fi; }
@@ -87,7 +89,18 @@ class Shell(Protocol):
         timeout: float | None = None,
         cwd: str | None = None,
         name: str = "cell",
+        snapshot: bool = False,
     ) -> ShellResult: ...
+
+    @property
+    def exports(self) -> str:
+        """``export -p`` as of the last cell run with ``snapshot=True``."""
+        ...
+
+    @property
+    def cwd(self) -> str:
+        """The session's working directory after the last cell."""
+        ...
 
     def interrupt(self) -> None: ...
 
@@ -118,6 +131,8 @@ class BashSession:
         self._bash = shutil.which(bash, path=self._env.get("PATH")) or bash
         self._dir = tempfile.mkdtemp(prefix="runbook-exec-", dir=_scratch_root())
         self._counter = 0
+        self._snap_file = f"{self._dir}/exports"
+        self._exports = ""
         self._interrupt_requested = False
         self._child: pexpect.spawn | None = None
         self._start()
@@ -159,6 +174,23 @@ class BashSession:
             raise ShellError("bash did not start in 10 s")
 
     @property
+    def exports(self) -> str:
+        """``export -p`` as of the last cell run with ``snapshot=True`` (empty before)."""
+        return self._exports
+
+    @property
+    def cwd(self) -> str:
+        """The session's working directory after the last cell."""
+        return self._cwd
+
+    def restore(self, cwd: str, exports: str) -> None:
+        """Put a fresh session back where an earlier one was: working directory and exported variables."""
+        script = f"builtin cd -- {shlex.quote(cwd)}\n{exports}"
+        result = self.run(script, lambda _data: None, timeout=10, name="restore")
+        if result.exit_code != 0:
+            raise ShellError(f"could not restore the session state (cwd {cwd})")
+
+    @property
     def pid(self) -> int:
         assert self._child is not None
         return int(self._child.pid)
@@ -182,6 +214,13 @@ class BashSession:
         if Path(cwd).is_dir():
             self._cwd = cwd
         self._start()
+        if self._exports:
+            # Best effort: exported variables as of the last snapshot come back too.
+            script = self._exports
+            self._exports = ""
+            with contextlib.suppress(ShellError):
+                self.restore(self._cwd, script)
+            self._exports = script
 
     # -- running cells ---------------------------------------------------------------------------------
 
@@ -197,6 +236,7 @@ class BashSession:
         timeout: float | None = None,
         cwd: str | None = None,
         name: str = "cell",
+        snapshot: bool = False,
     ) -> ShellResult:
         """Run one cell; stream its raw output to ``output``; return how it ended."""
         if self._child is None or not self._child.isalive():
@@ -213,6 +253,8 @@ class BashSession:
             os.close(fd)
         nonce = secrets.token_hex(8)
         line = f"__rx_nonce={nonce}; "
+        if snapshot:
+            line += f"__rx_snap={shlex.quote(self._snap_file)}; "
         if cwd:
             line += f"__rx_back=$PWD; builtin cd -- {shlex.quote(cwd)} && "
         line += f"source {shlex.quote(cell)} </dev/null\n"
@@ -229,6 +271,9 @@ class BashSession:
             os.unlink(cell)
         if cwd_after:
             self._cwd = cwd_after
+        if snapshot and not restarted:
+            with contextlib.suppress(OSError), open(self._snap_file, encoding="utf-8", errors="surrogateescape") as fh:
+                self._exports = fh.read()
         return ShellResult(
             exit_code=None if (timed_out or interrupted) else code,
             timed_out=timed_out,
