@@ -1,0 +1,221 @@
+"""Operator safety through the real CLI: confirmations, signals, the run lock and --resume.
+
+pexpect drives the runner itself on a pty where a terminal matters.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pexpect
+import pytest
+
+from conftest import FIXTURES, ROOT, run_cli
+
+SAFETY = FIXTURES / "safety"
+
+
+@pytest.fixture
+def work(tmp_path: Path) -> Path:
+    folder = tmp_path / "safety"
+    shutil.copytree(SAFETY, folder)
+    return folder
+
+
+def _spawn(args: list[str], cwd: Path) -> pexpect.spawn:
+    env = dict(os.environ, NO_COLOR="1", PYTHONPATH=str(ROOT))
+    return pexpect.spawn(
+        sys.executable,
+        ["-m", "runbook_exec.cli", *args],
+        cwd=str(cwd),
+        env=env,
+        timeout=30,
+        encoding="utf-8",
+        dimensions=(40, 200),
+    )
+
+
+def _report(work: Path) -> dict[str, object]:
+    return json.loads((work / "r.json").read_text())
+
+
+def _statuses(work: Path) -> dict[str, str]:
+    cells = _report(work)["cells"]
+    assert isinstance(cells, list)
+    return {c["id"]: c["status"] for c in cells}
+
+
+ARTIFACTS = ["--report", "r.json", "--junit", "j.xml", "--transcript", "t.log", "--no-release-log"]
+
+
+def test_danger_refused_without_tty(work: Path) -> None:
+    result = run_cli(["danger.md", *ARTIFACTS], cwd=work)
+    assert result.returncode == 2
+    assert "down (line 7)" in result.stderr and "--yes" in result.stderr
+    assert "before" not in result.stdout
+
+
+def test_danger_runs_with_yes(work: Path) -> None:
+    result = run_cli(["danger.md", "--yes", *ARTIFACTS], cwd=work)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "danger ran" in result.stdout
+
+
+def test_danger_asks_on_a_tty_and_no_is_a_refusal(work: Path) -> None:
+    child = _spawn(["danger.md", *ARTIFACTS], work)
+    child.expect_exact("Run it? [y/N]")
+    assert 'echo "danger ran"' in child.before
+    child.sendline("n")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 1
+    assert _statuses(work) == {"before": "passed", "down": "refused"}
+
+
+def test_danger_asks_on_a_tty_and_yes_runs(work: Path) -> None:
+    child = _spawn(["danger.md", *ARTIFACTS], work)
+    child.expect_exact("Run it? [y/N]")
+    child.sendline("y")
+    child.expect_exact("danger ran")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+
+
+def test_step_asks_before_every_cell(work: Path) -> None:
+    child = _spawn(["danger.md", "--step", "--yes", *ARTIFACTS], work)
+    child.expect_exact("[Y]es / [s]kip / [q]uit")
+    child.sendline("s")
+    child.expect_exact("Run it? [y/N]")
+    child.sendline("y")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert _statuses(work) == {"before": "skipped", "down": "passed"}
+
+
+def test_sigint_stops_the_cell_runs_failure_cells_and_exits_130(work: Path) -> None:
+    child = _spawn(["interrupt.md", *ARTIFACTS], work)
+    child.expect_exact("long cell started")
+    t0 = time.monotonic()
+    child.sendintr()
+    child.expect(pexpect.EOF)
+    child.close()
+    assert time.monotonic() - t0 < 10
+    assert child.exitstatus == 130
+    out = child.before
+    assert "collected after interrupt" in out and "always ran" in out
+    assert "never runs" not in out and "not reached" not in out
+    assert _statuses(work) == {
+        "prepare": "passed",
+        "long": "interrupted",
+        "next": "skipped",
+        "collect": "passed",
+        "always": "passed",
+    }
+    assert _report(work)["status"] == "interrupted"
+
+
+def test_second_sigint_skips_failure_cells(work: Path) -> None:
+    (work / "slow-collect.md").write_text(
+        "# S\n\n```bash {#long .exec}\necho started\nsleep 60\n```\n\n"
+        "```bash {#collect .exec when=failure}\necho collecting\nsleep 60\necho collected\n```\n"
+    )
+    child = _spawn(["slow-collect.md", *ARTIFACTS], work)
+    child.expect_exact("started")
+    child.sendintr()
+    child.expect_exact("collecting")
+    child.sendintr()
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 130
+    assert "collected" not in child.before.replace("collecting", "")
+
+
+def test_sigterm_exits_143(work: Path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runbook_exec.cli", "interrupt.md", *ARTIFACTS],
+        cwd=work,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    )
+    assert proc.stdout is not None
+    seen = b""
+    while b"long cell started" not in seen:
+        chunk = proc.stdout.read1(4096)
+        assert chunk, seen
+        seen += chunk
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=20)
+    assert proc.returncode == 143
+    assert b"collected after interrupt" in seen + out
+
+
+def test_second_run_is_refused_while_the_first_holds_the_lock(work: Path) -> None:
+    first = subprocess.Popen(
+        [sys.executable, "-m", "runbook_exec.cli", "lock.md", "--no-release-log"],
+        cwd=work,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    )
+    try:
+        assert first.stdout is not None
+        seen = b""
+        while b"holding" not in seen:
+            chunk = first.stdout.read1(4096)
+            assert chunk
+            seen += chunk
+        second = run_cli(["lock.md", "--no-release-log"], cwd=work)
+        assert second.returncode == 2
+        assert "another run of this runbook is in progress" in second.stderr
+        assert f"pid {first.pid}" in second.stderr and socket.gethostname() in second.stderr
+    finally:
+        first.kill()
+        first.wait()
+
+
+def test_stale_lock_is_taken_over_with_a_warning(work: Path) -> None:
+    from runbook_exec.lock import lock_path
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    os.chdir(work)
+    try:
+        path = lock_path("danger.md")
+    finally:
+        os.chdir(ROOT)
+    path_abs = work / path
+    path_abs.parent.mkdir(parents=True)
+    path_abs.write_text(json.dumps({"pid": dead.pid, "user": "x", "host": socket.gethostname(), "since": "then"}))
+    result = run_cli(["danger.md", "--yes", *ARTIFACTS], cwd=work)
+    assert result.returncode == 0
+    assert f"taking over a stale lock of pid {dead.pid}" in result.stderr
+
+
+def test_resume_continues_at_the_failed_cell_with_cwd_and_exports(work: Path) -> None:
+    first = run_cli(["resume.md", *ARTIFACTS], cwd=work)
+    assert first.returncode == 1
+    assert _statuses(work) == {"setup": "passed", "gate": "failed", "finish": "skipped"}
+    (work / "gate.ok").write_text("")
+    second = run_cli(["resume.md", "--resume", *ARTIFACTS], cwd=work)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "stage=prepared dir=work" in second.stdout
+    assert "finished with prepared in work" in second.stdout
+    assert _statuses(work) == {"gate": "passed", "finish": "passed"}
+    third = run_cli(["resume.md", "--resume", *ARTIFACTS], cwd=work)
+    assert third.returncode == 2 and "nothing to resume" in third.stderr
+
+
+def test_resume_with_nothing_to_resume(work: Path) -> None:
+    result = run_cli(["resume.md", "--resume"], cwd=work)
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("resume.md: nothing to resume")
