@@ -11,9 +11,10 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import FIXTURES, ROOT
 from runbook_exec import document, plan
 from runbook_exec.errors import RunbookError
+
+from conftest import FIXTURES, ROOT
 
 SEEDS = [p.read_text(encoding="utf-8-sig") for p in sorted((FIXTURES / "engine").glob("*.md"))]
 if (ROOT / "ops" / "deploy.md").exists():
