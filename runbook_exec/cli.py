@@ -304,18 +304,42 @@ def rescan(redactor: Redactor, artifacts: dict[str, Path], record: str | None) -
     found: list[str] = []
     for name in ("transcript", "report", "junit"):
         path = artifacts[name]
-        if not path.exists():
-            continue
-        data = path.read_bytes()
-        keys = redactor.leaks(data)
-        if keys:
-            path.write_bytes(redactor.mask_bytes(data))
-            found.append(f"{path}: contained a form of {', '.join(keys)}; redacted")
+        if path.exists():
+            keys = _scan_file(redactor, path)
+            if keys:
+                _redact_file(redactor, path)
+                found.append(f"{path}: contained a form of {', '.join(keys)}; redacted")
     if record is not None:
         keys = redactor.leaks(record.encode())
         if keys:
             found.append(f"release.log record: contained a form of {', '.join(keys)}")
     return found
+
+
+_SCAN_CHUNK = 1 << 20
+_SCAN_OVERLAP = 64 << 10  # longer than any encoded form of any secret
+
+
+def _scan_file(redactor: Redactor, path: Path) -> list[str]:
+    """Scan in overlapping chunks so a 1 GB transcript does not have to fit in memory."""
+    keys: set[str] = set()
+    tail = b""
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_SCAN_CHUNK):
+            window = tail + chunk
+            keys.update(redactor.leaks(window))
+            tail = window[-_SCAN_OVERLAP:]
+    return sorted(keys)
+
+
+def _redact_file(redactor: Redactor, path: Path) -> None:
+    stream = redactor.stream()
+    tmp = path.with_name(f".{path.name}.redacting")
+    with open(path, "rb") as src, open(tmp, "wb") as dst:
+        while chunk := src.read(_SCAN_CHUNK):
+            dst.write(stream.feed(chunk))
+        dst.write(stream.flush())
+    os.replace(tmp, path)
 
 
 # -- interaction -----------------------------------------------------------------------------------------

@@ -60,8 +60,9 @@ class Transcript:
             return
         self._partial = data[cut + 1 :]
         prefix = self._stamp() + b" " + self._label + b" | "
-        lines = data[:cut].split(b"\n")
-        self._fh.write(b"".join(prefix + line.rstrip(b"\r") + b"\n" for line in lines))
+        # One C-level replace instead of a Python loop over lines (a 200 MB cell has millions of them).
+        body = data[:cut].replace(b"\r\n", b"\n")
+        self._fh.write(prefix + body.replace(b"\n", b"\n" + prefix) + b"\n")
 
     def finish(self) -> None:
         """End the current cell: write an unfinished last line and flush to disk."""

@@ -318,6 +318,10 @@ class BashSession:
             if not chunk:
                 output(pending)
                 return self._died(), None
+            if not pending and b"\x1e" not in chunk:
+                # Fast path (almost every read): no frame can start here; memchr is ~50x cheaper than find.
+                output(chunk)
+                continue
             data = pending + chunk
             at = data.find(start)
             if at >= 0:
@@ -327,9 +331,7 @@ class BashSession:
                     rest = data[end + 1 :]
                     if rest:
                         output(rest)
-                    _, _, tail = data[at + len(start) : end].partition(b":")
                     rc_text, _, cwd = data[at + len(start) : end].decode("utf-8", "replace").partition(":")
-                    del tail
                     try:
                         return int(rc_text), cwd
                     except ValueError:
