@@ -112,7 +112,7 @@ def _scan_line(line: str) -> Iterator[tuple[int, int, str, str]]:
             pos = data.find(trigger)
             while pos >= 0:
                 span = pattern.span(data, pos)
-                if span is not None:
+                if span is not None and not _reference(line[chars(span[0]) : chars(span[1])]):
                     start, end = chars(min(pos, span[0])), chars(span[1])
                     public = line[start : chars(span[0])] if span[0] > pos else _public_prefix(line[start:], trigger)
                     code = "RX403" if pattern.name == "pem-private-key" else "RX401"
@@ -127,6 +127,11 @@ def _scan_line(line: str) -> Iterator[tuple[int, int, str, str]]:
         if looks_random(value, bool(_SECRET_KEY.search(key))):
             start = m.start("value")
             yield start, m.end("value"), f"{key}={mask(value, 0)}: a {len(value)}-character random value", "RX402"
+
+
+def _reference(secret: str) -> bool:
+    """A ``$VAR`` / ``${VAR}`` / ``<placeholder>`` / ``***`` where a secret would go: not a secret."""
+    return bool(re.fullmatch(r"\$\{?[A-Za-z_][A-Za-z0-9_]*(?:[:?-][^}]*)?\}?|<[^>]*>|\*+|x{3,}|\.{3}", secret))
 
 
 def _public_prefix(text: str, trigger: bytes) -> str:

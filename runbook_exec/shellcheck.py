@@ -152,11 +152,11 @@ def _map(comment: dict[str, object], scripts: dict[str, Script]) -> Finding | No
         return None
     piece = next((p for p in script.pieces if p.first <= line < p.first + max(p.count, 1)), None)
     if piece is None:
-        # A parse error reported past the end points at the last cell of the file.
+        # Reported past the end of the file ("expected fi"): point at the closing fence of the last cell.
         if not script.pieces:
             return None
         piece = script.pieces[-1]
-        line = piece.first + max(piece.count - 1, 0)
+        line = piece.first + piece.count
     source = piece.cell.source.split("\n")
     md_line, md_col = cell_position(
         piece.book.text.split("\n"), piece.cell.line, source, line - piece.first, column - 1
