@@ -219,7 +219,7 @@ def parse_text(text: str, path: str = "<text>") -> Runbook:
     infos = [opts.parse_info(t.info) for t, _ in raw_cells]
     has_exec = any(info.attrs.has_class("exec") for info in infos)
     runme = "runme" in meta or (
-        not has_exec and any(info.attrs.style == "json" or info.attrs.get("name") is not None for info in infos)
+        not has_exec and any(info.attrs.style == "json" or _runme_keys(info.attrs) for info in infos)
     )
     cells: list[Cell] = []
     for index, ((tok, chain), info) in enumerate(zip(raw_cells, infos, strict=True)):
@@ -246,6 +246,14 @@ def parse_text(text: str, path: str = "<text>") -> Runbook:
         runme=runme,
         front_matter_lines=fm_lines,
     )
+
+
+_RUNME_ONLY_KEYS = opts.RUNME_KEYS - opts.RUNNER_KEYS
+
+
+def _runme_keys(attrs: opts.Attrs) -> bool:
+    """True when a fence uses a key only Runme gives a meaning (``name``, ``excludeFromRunAll``, ``tag``, ...)."""
+    return any(key in _RUNME_ONLY_KEYS for key, _ in attrs.options)
 
 
 def _explicit_heading_ids(tokens: list[Token]) -> list[str]:
