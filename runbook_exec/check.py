@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -157,8 +158,38 @@ def check_books(
                 notices.append(f"{message}: shell cells were not checked")
         else:
             found += check_shell(books, binary, shellcheck_severity, find_rcfile(b.path for b in books))
-    unique = sorted(set(found), key=lambda f: (f.path, f.line, f.col, f.code, f.message))
+    off = {b.path: suppressed(b) for b in books}
+    kept = [f for f in set(found) if _keep(f, off)]
+    unique = sorted(kept, key=lambda f: (f.path, f.line, f.col, f.code, f.message))
     return unique, notices
+
+
+_SUPPRESS = re.compile(r"^\s*<!--\s*runbook-exec check:\s*(disable|disable-next-line)\s+([A-Za-z0-9, ]+?)\s*-->\s*$")
+
+
+def suppressed(book: Runbook) -> tuple[tuple[str, ...], dict[int, tuple[str, ...]]]:
+    """Codes a runbook switches off: file-wide, and per line (``disable-next-line``), from HTML comments.
+
+    ``<!-- runbook-exec check: disable RX603 -->`` on a line of its own switches a code (or code prefix) off
+    for the whole file; ``<!-- runbook-exec check: disable-next-line RX602 SC2086 -->`` for the next line.
+    """
+    whole: list[str] = []
+    lines: dict[int, tuple[str, ...]] = {}
+    for number, text in enumerate(book.text.split("\n"), start=1):
+        m = _SUPPRESS.match(text)
+        if m:
+            codes = tuple(c for c in re.split(r"[,\s]+", m.group(2).upper()) if c)
+            if m.group(1) == "disable":
+                whole.extend(codes)
+            else:
+                lines[number + 1] = codes
+    return tuple(whole), lines
+
+
+def _keep(found: Finding, books: dict[str, tuple[tuple[str, ...], dict[int, tuple[str, ...]]]]) -> bool:
+    whole, lines = books.get(found.path, ((), {}))
+    codes = whole + lines.get(found.line, ())
+    return not (codes and found.code.startswith(codes))
 
 
 def _fails(findings: Sequence[Finding], fail_on: str) -> bool:

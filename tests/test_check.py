@@ -224,3 +224,14 @@ def test_project_runbooks_and_docs_are_clean(
     status = check.main([*_project_docs(), "--require-shellcheck"])
     out = capsys.readouterr()
     assert status == 0, out.out + out.err
+
+
+def test_html_comment_switches_codes_off(tmp_path: Path) -> None:
+    runbook = tmp_path / "s.md"
+    runbook.write_text(
+        "# S\n\n<!-- runbook-exec check: disable-next-line RX602 -->\ncafÃ© here\n\ncafÃ© there\n\n"
+        "<!-- runbook-exec check: disable RX11 -->\n## Steps\n\n```bash {.exec}\necho hi\n```\n",
+        encoding="utf-8",
+    )
+    findings, _ = check_books(load_runbooks([str(runbook)]), skip=["shellcheck"])
+    assert [(f.code, f.line) for f in findings] == [("RX602", 6)]
