@@ -106,6 +106,20 @@ class Executor:
         self.on_cell_done = on_cell_done
         self._state = _State()
         self._functions: set[str] = set()
+        self._names = self._masked_names()
+
+    def _masked_names(self) -> dict[int, tuple[str | None, str]]:
+        """Each cell's section and label, masked once for the whole run (one redactor call, not two per cell)."""
+        cells = self.plan.cells
+        joined = "\n".join(f"{c.section or ''}\t{c.label}" for c in cells)
+        lines = self.redactor.mask(joined).split("\n") if cells else []
+        if len(lines) != len(cells):  # a secret spanning a line break: mask one by one
+            lines = [self.redactor.mask(f"{c.section or ''}\t{c.label}") for c in cells]
+        names: dict[int, tuple[str | None, str]] = {}
+        for cell, line in zip(cells, lines, strict=True):
+            section, _, label = line.partition("\t")
+            names[cell.index] = (section or None, label)
+        return names
 
     # -- signals ---------------------------------------------------------------------------------------
 
@@ -117,8 +131,8 @@ class Executor:
 
     # -- output ----------------------------------------------------------------------------------------
 
-    def _say(self, text: str) -> None:
-        masked = self.redactor.mask(text)
+    def _say(self, text: str, masked_already: bool = False) -> None:
+        masked = text if masked_already else self.redactor.mask(text)
         self.console.write(masked.encode())
         if self.transcript:
             self.transcript.note(_strip_ansi(masked))
@@ -160,8 +174,9 @@ class Executor:
         )
 
     def _skip(self, position: int, total: int, cell: Cell, why: str, status: str = SKIPPED) -> CellResult:
-        self._say(self.console.skipped(position, total, cell.section, cell.label, why))
-        return CellResult(cell.id, cell.label, cell.section, cell.line, cell.options.when, status)
+        section, label = self._names[cell.index]
+        self._say(self.console.skipped(position, total, section, label, why), masked_already=True)
+        return CellResult(cell.id, label, cell.section, cell.line, cell.options.when, status)
 
     def _one(self, position: int, total: int, cell: Cell) -> CellResult:
         state = self._state
@@ -187,9 +202,10 @@ class Executor:
                 state.failed = True
                 return self._skip(position, total, cell, "quit", REFUSED)
 
-        self._say(self.console.header(position, total, cell.section, cell.label))
+        section, label = self._names[cell.index]
+        self._say(self.console.header(position, total, section, label), masked_already=True)
         if self.transcript:
-            self.transcript.start(cell.label)
+            self.transcript.start(label)
         capture = Capture()
         stream = self.redactor.stream()
         started_at = datetime.now(UTC)
@@ -241,7 +257,7 @@ class Executor:
             state.failed = True
         result = CellResult(
             id=cell.id,
-            label=cell.label,
+            label=label,
             section=cell.section,
             line=cell.line,
             when=when,
@@ -255,7 +271,7 @@ class Executor:
         )
         if status == TIMED_OUT:
             self._say(self.console.note(f"⏱ {cell.label}: timed out after {self.plan.timeout(cell):g} s", "red"))
-        self._say(self.console.result(result, cell.options.expect))
+        self._say(self.console.result(result, cell.options.expect), masked_already=True)
         if self.on_cell_done:
             self.on_cell_done(cell, result, last)
         return result

@@ -39,13 +39,12 @@ class Transcript:
         self._label = b""
 
     def start(self, label: str) -> None:
-        self.finish()
         self._label = label.encode()
-        self._fh.flush()
 
     def note(self, text: str) -> None:
         """A runner message (header, result, warning) as its own line."""
-        self.finish()
+        if self._partial:
+            self.finish()
         stamp = self._stamp()
         for line in text.rstrip("\n").split("\n"):
             self._fh.write(stamp + b" runner | " + line.encode() + b"\n")

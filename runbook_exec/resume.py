@@ -68,21 +68,26 @@ def parse_exports(script: str) -> dict[str, str]:
 class Recorder:
     """Appends one line per finished cell."""
 
-    def __init__(self, path: Path, header: dict[str, Any], mask: Callable[[str], str]) -> None:
+    def __init__(self, path: Path, header: dict[str, str], mask: Callable[[str], str]) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._fh: BinaryIO = open(path, "wb")  # noqa: SIM115 - open for the whole run
         self._mask = mask
         self._last_exports: str | None = None
-        self._line({"run": "start", **header})
+        self._last_cwd: str | None = None
+        self._line({"run": "start", **{k: mask(v) for k, v in header.items()}})
 
     def _line(self, data: dict[str, Any]) -> None:
-        self._fh.write(self._mask(json.dumps(data, ensure_ascii=False)).encode() + b"\n")
+        self._fh.write(json.dumps(data, ensure_ascii=False).encode() + b"\n")
         self._fh.flush()
 
     def cell(self, cell_id: str | None, status: str, when: str, cwd: str, exports: str) -> None:
-        data: dict[str, Any] = {"cell": cell_id, "status": status, "when": when, "cwd": cwd}
+        """Record a finished cell. The cwd and exports are written (masked) only when they changed."""
+        data: dict[str, Any] = {"cell": cell_id, "status": status, "when": when}
+        if cwd != self._last_cwd:
+            data["cwd"] = self._mask(cwd)
+            self._last_cwd = cwd
         if exports != self._last_exports:
-            data["exports"] = exports
+            data["exports"] = self._mask(exports)
             self._last_exports = exports
         self._line(data)
 
@@ -101,22 +106,25 @@ def load(runbook: str, selection: Sequence[str]) -> Saved:
     except FileNotFoundError:
         raise RunbookError(f"{runbook}: nothing to resume: no earlier run of this selection ({what}) here") from None
     cwd, exports, failed = os.getcwd(), "", None
+    current_cwd, current_exports = cwd, ""
     for line in raw:
         try:
             data = json.loads(line)
         except ValueError:
             continue  # a torn last line
+        if failed is not None:
+            break
+        current_cwd = str(data.get("cwd") or current_cwd)
+        current_exports = str(data["exports"]) if "exports" in data else current_exports
         if data.get("run") == "start":
-            cwd = str(data.get("cwd") or cwd)
-        pending_exports = str(data["exports"]) if "exports" in data and failed is None else None
+            cwd = current_cwd
         status = data.get("status")
-        if "cell" in data and failed is None:
-            if status == "passed":
-                cwd = str(data.get("cwd") or cwd)
-                if pending_exports is not None:
-                    exports = pending_exports
-            elif status in ("failed", "timed_out", "interrupted", "refused") and data.get("when") == "success":
-                failed = data.get("cell")
+        if "cell" not in data:
+            continue
+        if status == "passed":
+            cwd, exports = current_cwd, current_exports
+        elif status in ("failed", "timed_out", "interrupted", "refused") and data.get("when") == "success":
+            failed = data.get("cell")
     if failed is None:
         raise RunbookError(f"{runbook}: nothing to resume: the last run of this selection ({what}) did not fail")
     if not isinstance(failed, str):

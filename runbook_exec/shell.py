@@ -50,18 +50,17 @@ exit() {
 __rx_trap='__rx_rc=$?; set +e; if [[ -n ${BASH_SOURCE[0]+s}${FUNCNAME[0]+f} ]]; then return "$__rx_rc"; fi'
 trap "$__rx_trap" ERR
 __rx_prompt() {
-  local rc=$1
-  if [[ -n ${__rx_exit-} ]]; then rc=$__rx_exit; __rx_exit=; fi
+  if [[ -n ${__rx_exit-} ]]; then __rx_st=$__rx_exit; __rx_exit=; fi
   if [[ -n ${__rx_back-} ]]; then builtin cd -- "$__rx_back" 2>/dev/null || :; __rx_back=; fi
   trap "$__rx_trap" ERR
   set -E -o pipefail
   if [[ -n ${__rx_snap-} ]]; then export -p >"$__rx_snap" 2>/dev/null || :; __rx_snap=; fi
-  builtin printf '\036%s:%s:%s\037' "${__rx_nonce-}" "$rc" "$PWD"
+  builtin printf '\036%s:%s:%s\037' "${__rx_nonce-}" "$__rx_st" "$PWD"
 }
 __rx_xon() { if [[ $__rx_x == *x* ]]; then set -x; fi; }
 # xtrace stays off between cells (so the runner's own commands never show in a trace) and is resumed
-# by the first line of the next cell.
-PROMPT_COMMAND='{ __rx_st=$?; __rx_x=$-; set +x; } 2>/dev/null; __rx_prompt $__rx_st'
+# by the first line of the next cell. Closing fd 2 hides the trace of `set +x` itself, cheaper than /dev/null.
+PROMPT_COMMAND='{ __rx_st=$?; __rx_x=$-; set +x; } 2>&-; __rx_prompt'
 readonly PROMPT_COMMAND
 """
 
@@ -267,8 +266,6 @@ class BashSession:
             timed_out = not self._interrupt_requested
             interrupted = self._interrupt_requested
             code, cwd_after, restarted = self._stop(nonce, output)
-        with contextlib.suppress(OSError):
-            os.unlink(cell)
         if cwd_after:
             self._cwd = cwd_after
         if snapshot and not restarted:
