@@ -4,22 +4,61 @@ Interface used by the rest of the package:
 
 * :class:`Redactor` built from :class:`Secret` values;
 * ``Redactor.stream()`` gives a :class:`MaskStream` whose ``feed(bytes) -> bytes`` / ``flush() -> bytes``
-  mask a byte stream exactly across arbitrary chunk boundaries;
-* ``Redactor.mask(str)`` / ``mask_bytes(bytes)`` mask a finished text;
+  mask a byte stream exactly across arbitrary chunk boundaries (streamed output == one-shot output);
+* ``Redactor.mask(str)`` / ``mask_bytes(bytes)`` mask a finished text, ``mask_json(obj)`` every string of a
+  JSON-like structure one value at a time;
 * ``Redactor.leaks(bytes)`` names the keys whose values (in any form) still appear (final rescan);
 * :func:`classify` decides which environment values are secrets and which cannot be masked.
 
-This first version masks exact occurrences only.
+How it works. Every value is expanded into the forms it is printed in (raw, JSON, ``repr``, shell quoting,
+``$$``, URL-encoding, base64 at the three byte offsets, …). Matching runs on a *normalised view* of the
+bytes with ANSI escape sequences and all ASCII whitespace removed, so colour codes inside a value, CRLF from
+the pty, base64 wrapped at 76 columns and PEM lines joined by any whitespace all still match; hits are
+mapped back to the original bytes. One Aho-Corasick automaton (``ahocorasick_rs``, overlapping matches)
+finds every occurrence of every form; overlapping hits merge into one ``***``. Values shorter than
+:data:`WORD_MIN` characters are only masked where they stand as a whole word.
+
+Tokens that look like secrets (:mod:`runbook_exec.secret_patterns`) are masked too, found by their literal
+triggers in the original bytes.
+
+Streaming holds back only what could still become a match: the longest tail of the normalised view that is
+a prefix of some form, an unfinished escape sequence, and a tail where a shape pattern could still match.
+Nothing is released because time passed; ``flush()`` at the end of a cell releases the rest.
 """
 
 from __future__ import annotations
 
+import base64
+import bisect
+import html
+import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, quote_plus
+
+import ahocorasick_rs
+
+from runbook_exec.secret_patterns import SECRET_PATTERNS, SecretPattern
 
 MARKER = b"***"
 SECRET_NAME = re.compile(r"(?i)(^|_)(PASSWORD|PASSWD|SECRET|TOKEN|API_KEY|PRIVATE_KEY|KEY)$")
+
+SHORT_MIN = 4  # below this (or true/false) a value cannot be masked at all
+WORD_MIN = 8  # below this a value is masked only as a whole word
+
+# An escape sequence: CSI with bounded parameters (so a stray ESC cannot hold output back for long),
+# a charset designation (``tput sgr0`` prints ESC ( B) or a two-byte escape. None contains another ESC.
+_ANSI = rb"\x1b\[[0-?]{0,32}[ -/]{0,8}[@-~]|\x1b[()][0-9A-Za-z]|\x1b[@-_]"
+_ANSI_MAX = 43
+_ANSI_RE = re.compile(_ANSI)
+_ANSI_UNFINISHED = re.compile(rb"\x1b(?:\[[0-?]{0,32}[ -/]{0,8}|[()])?\Z")
+_WS = b" \t\r\n\v\f"
+_RUN_RE = re.compile(rb"(?:" + _ANSI + rb"|[ \t\r\n\v\f])+")
+_WORD = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_") | frozenset(range(0x80, 0x100))
+_PREFIX_LEN = 4  # needles are at least this long; the partial-match search filters on this many bytes
+_CTX = 1024  # original bytes kept before the unsent part, for word edges and look-behinds
 
 
 @dataclass(frozen=True)
@@ -47,7 +86,12 @@ def is_secret_name(key: str) -> bool:
 def classify(
     values: Mapping[str, str], *, declared_secret: Iterable[str] = (), allow_short: bool = False
 ) -> Classification:
-    """Decide how each value is masked. Every value given here is treated as a secret."""
+    """Decide how each value is masked. Every value given here is treated as a secret.
+
+    8+ characters: masked anywhere. 4-7: masked as a whole word, with a warning. Under 4 or ``true`` /
+    ``false``: cannot be masked; refused when the key is marked secret (by name or declaration) unless
+    ``allow_short``, otherwise left visible with a warning.
+    """
     declared = set(declared_secret)
     secrets: list[Secret] = []
     warnings: list[str] = []
@@ -56,66 +100,450 @@ def classify(
         if value == "":
             continue
         marked = key in declared or is_secret_name(key)
-        if len(value) < 4 or value.lower() in ("true", "false"):
+        if len(value) < SHORT_MIN or value.lower() in ("true", "false"):
             if marked and not allow_short:
                 refused.append(key)
             else:
                 warnings.append(f"{key}: value too short to mask safely; it stays visible in output")
             continue
-        if len(value) < 8:
+        if len(value) < WORD_MIN:
             warnings.append(f"{key}: value has {len(value)} characters; masked only as a whole word")
         secrets.append(Secret(key, value))
     return Classification(tuple(secrets), tuple(warnings), tuple(refused))
 
 
+# ---------------------------------------------------------------------------------------------------------
+# Forms of a value
+
+
+def whole_word_only(value: str) -> bool:
+    """Whether ``value`` is short enough that it is masked only where it stands as a whole word."""
+    return len(value) < WORD_MIN or len(normalise(value.encode("utf-8", "surrogateescape"))) < WORD_MIN
+
+
+def normalise(data: bytes) -> bytes:
+    """The view matching runs on: ``data`` without ANSI escape sequences and ASCII whitespace."""
+    if b"\x1b" in data:
+        return _RUN_RE.sub(b"", data)
+    return data.translate(None, _WS)
+
+
+_PRINTF_Q_SPECIAL = frozenset(" \t'\"\\|&;()<>!{}*[]?^$`,")
+
+
+def _printf_q(value: str) -> str:
+    """``printf %q`` / ``${K@Q}``-style backslash quoting as bash 5.2 prints printable values."""
+    out = []
+    for i, ch in enumerate(value):
+        if ch in _PRINTF_Q_SPECIAL or (i == 0 and ch in "~#"):
+            out.append("\\" + ch)
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def _ansi_c(value: str, octal_non_ascii: bool) -> str:
+    """The inside of bash's ``$'...'`` quoting (``printf %q``, ``declare -p`` of non-printable values)."""
+    named = {"\a": "\\a", "\b": "\\b", "\x1b": "\\E", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+    named |= {"\v": "\\v", "\\": "\\\\", "'": "\\'"}
+    out = []
+    for ch in value:
+        if ch in named:
+            out.append(named[ch])
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\{ord(ch):03o}")
+        elif ord(ch) >= 0x80 and octal_non_ascii:
+            out.append("".join(f"\\{b:03o}" for b in ch.encode("utf-8", "surrogateescape")))
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def _lower_hex(text: str) -> str:
+    return re.sub(r"%[0-9A-F]{2}", lambda m: m.group().lower(), text)
+
+
+def _base64_forms(raw: bytes) -> set[bytes]:
+    """Base64 (standard and URL-safe) of ``raw`` at byte offsets 0, 1 and 2 inside a longer stream, with
+    the characters that also depend on neighbouring bytes trimmed off both ends."""
+    out: set[bytes] = set()
+    for offset, lead in ((0, 0), (1, 2), (2, 3)):
+        encoded = base64.b64encode(b"\0" * offset + raw).rstrip(b"=")
+        if (offset + len(raw)) % 3:
+            encoded = encoded[:-1]
+        core = encoded[lead:]
+        out.add(core)
+        out.add(core.translate(bytes.maketrans(b"+/", b"-_")))
+    return out
+
+
+def forms(value: str, *, with_base64: bool = True) -> set[bytes]:
+    """Every printed form of ``value``, in the normalised view (see :func:`normalise`)."""
+    variants = {value}
+    if "\n" in value or "\r" in value:
+        lines = value.replace("\r\n", "\n")
+        variants |= {lines, lines.replace("\n", "\r\n"), re.sub(r"\s+", " ", lines)}
+    texts: set[str] = set()
+    raws: set[bytes] = set()
+    for v in variants:
+        raw = v.encode("utf-8", "surrogateescape")
+        raws.add(raw)
+        json_ascii = json.dumps(v)[1:-1]
+        url = {quote(v, safe=""), quote(v), quote_plus(v), quote(v, safe="!'()*"), quote_plus(v, safe="/")}
+        texts |= {
+            v,
+            json_ascii,
+            json_ascii.replace("/", "\\/"),
+            json.dumps(v, ensure_ascii=False)[1:-1],
+            repr(v)[1:-1],
+            repr(raw)[2:-1],
+            v.replace("'", "'\\''"),  # set -x: 'ab'\''cd'
+            _printf_q(v),
+            re.sub(r'(["$`\\])', r"\\\1", v),  # declare -p: "ab\"cd\$ef"
+            _ansi_c(v, False),
+            _ansi_c(v, True),
+            v.replace("$", "$$"),  # docker compose config
+            html.escape(v),
+            html.escape(v, quote=False),
+            *url,
+            *(_lower_hex(u) for u in url),
+        }
+    out = {t.encode("utf-8", "surrogateescape") for t in texts} | raws
+    if with_base64:
+        for raw in raws:
+            out |= _base64_forms(raw)
+            out |= _base64_forms(raw + b"\n") - _base64_forms(raw)  # `echo "$K" | base64`: same cores
+    return {n for n in (normalise(f) for f in out) if len(n) >= _PREFIX_LEN}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Mapping the normalised view back to the original bytes
+
+
+class _Map:
+    """Positions of the removed runs (escapes, whitespace) of one buffer."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.starts: list[int] = []  # original start of each run
+        self.ends: list[int] = []
+        self.at: list[int] = []  # normalised index just after each run
+        self.removed: list[int] = []  # bytes removed up to and including each run
+        total = 0
+        for m in _RUN_RE.finditer(data):
+            a, b = m.span()
+            self.starts.append(a)
+            self.ends.append(b)
+            self.at.append(a - total)
+            total += b - a
+            self.removed.append(total)
+
+    def orig(self, index: int) -> int:
+        """Original position of normalised byte ``index``."""
+        j = bisect.bisect_right(self.at, index)
+        return index + (self.removed[j - 1] if j else 0)
+
+    def span(self, start: int, end: int) -> tuple[int, int]:
+        return self.orig(start), self.orig(end - 1) + 1
+
+    def _run_at(self, pos: int) -> int:
+        j = bisect.bisect_right(self.starts, pos) - 1
+        return j if j >= 0 and pos < self.ends[j] else -1
+
+    def _has_space(self, j: int) -> bool:
+        a, b = self.starts[j], self.ends[j]
+        return len(self.data[a:b].translate(None, _WS)) != b - a
+
+    def word_before(self, pos: int) -> bool:
+        """Whether a word character stands just before ``pos`` (escape sequences are transparent)."""
+        if pos == 0:
+            return False
+        j = self._run_at(pos - 1)
+        if j < 0:
+            return self.data[pos - 1] in _WORD
+        if self._has_space(j) or self.starts[j] == 0:
+            return False
+        return self.data[self.starts[j] - 1] in _WORD
+
+    def word_after(self, pos: int) -> bool | None:
+        """Whether a word character stands at ``pos``; ``None`` if the buffer ends first."""
+        if pos >= len(self.data):
+            return None
+        j = self._run_at(pos)
+        if j < 0:
+            return self.data[pos] in _WORD
+        if self._has_space(j):
+            return False
+        end = self.ends[j]
+        return None if end >= len(self.data) else self.data[end] in _WORD
+
+
+def _tail_position(data: bytes, k: int) -> int:
+    """Original position of the normalised byte that is ``k`` bytes from the end of ``normalise(data)``."""
+    width = 2 * k + 2 * _ANSI_MAX + 64
+    while True:
+        lo = max(0, len(data) - width)
+        window = data[lo:]
+        norm = normalise(window)
+        # A window may start inside an escape sequence; its remains are at most _ANSI_MAX bytes at the front.
+        if lo == 0 or len(norm) - k >= 2 * _ANSI_MAX:
+            return lo + _Map(window).orig(len(norm) - k)
+        width *= 2
+
+
+def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Union of overlapping spans (nested and overlapping secrets become one marker)."""
+    merged: list[tuple[int, int]] = []
+    for a, b in sorted(spans):
+        if merged and a < merged[-1][1]:
+            if b > merged[-1][1]:
+                merged[-1] = (merged[-1][0], b)
+        else:
+            merged.append((a, b))
+    return merged
+
+
+# ---------------------------------------------------------------------------------------------------------
+
+
 class MaskStream:
-    """Masks one byte stream; holds back only bytes that may still start a secret."""
+    """Masks one byte stream; holds back only bytes that may still be part of a secret."""
 
     def __init__(self, redactor: Redactor) -> None:
         self._redactor = redactor
+        self._ctx = b""  # already emitted original bytes (context only); starts outside any escape sequence
         self._held = b""
+
+    @property
+    def held(self) -> int:
+        """How many bytes are held back right now."""
+        return len(self._held)
 
     def feed(self, data: bytes) -> bytes:
-        buf = self._held + data
-        keep = self._redactor.holdback(buf)
-        masked, tail = self._redactor.mask_bytes(buf[: len(buf) - keep], final=False), buf[len(buf) - keep :]
-        self._held = tail
-        return masked
+        """Mask the next chunk; returns every byte that can no longer be part of a secret."""
+        if not data:
+            return b""
+        return self._step(self._ctx + self._held + data, final=False)
 
     def flush(self) -> bytes:
-        out = self._redactor.mask_bytes(self._held)
-        self._held = b""
+        """Release everything held back (end of cell / end of stream)."""
+        out = self._step(self._ctx + self._held, final=True)
+        self._ctx = b""
+        return out
+
+    def _step(self, buf: bytes, final: bool) -> bytes:
+        start = len(self._ctx)
+        out, cut = self._redactor._process(buf, start, final)
+        lo = max(0, cut - _CTX)
+        esc = buf.rfind(b"\x1b", max(0, lo - _ANSI_MAX), lo)
+        if esc >= 0:  # keep the context starting outside an escape sequence, so it normalises the same
+            m = _ANSI_RE.match(buf, esc)
+            if m is not None and m.end() > lo:
+                lo = min(m.end(), cut)
+        self._ctx = buf[lo:cut]
+        self._held = buf[cut:]
         return out
 
 
 class Redactor:
-    """Masks every occurrence of every secret value as ``***``."""
+    """Masks every occurrence of every secret value, in any printed form, and shaped tokens as ``***``."""
 
-    def __init__(self, secrets: Iterable[Secret] = ()) -> None:
+    def __init__(
+        self, secrets: Iterable[Secret] = (), *, patterns: Iterable[SecretPattern] | None = SECRET_PATTERNS
+    ) -> None:
         self.secrets = tuple(s for s in secrets if s.value)
-        self._needles = sorted({s.value.encode() for s in self.secrets}, key=len, reverse=True)
+        self.patterns = tuple(patterns or ())
+        keys: dict[bytes, set[str]] = {}
+        anywhere: set[bytes] = set()
+        for s in self.secrets:
+            whole_word = whole_word_only(s.value)
+            for form in forms(s.value, with_base64=not whole_word):
+                keys.setdefault(form, set()).add(s.key)
+                if not whole_word:
+                    anywhere.add(form)
+        self._needles = sorted(keys)
+        self._keys = [tuple(sorted(keys[n])) for n in self._needles]
+        self._whole_word = [n not in anywhere for n in self._needles]
         self._maxlen = max((len(n) for n in self._needles), default=0)
+        self._ac = None
+        self._prefix_ac = None
+        if self._needles:
+            standard = ahocorasick_rs.MATCHKIND_STANDARD
+            self._ac = ahocorasick_rs.BytesAhoCorasick(self._needles, matchkind=standard)
+            prefixes = sorted({n[:_PREFIX_LEN] for n in self._needles})
+            self._prefix_ac = ahocorasick_rs.BytesAhoCorasick(prefixes, matchkind=standard)
+        triggers: dict[bytes, list[SecretPattern]] = {}
+        for p in self.patterns:
+            for t in p.triggers:
+                triggers.setdefault(t, []).append(p)
+        self._triggers = sorted(triggers)
+        self._trigger_patterns = [tuple(triggers[t]) for t in self._triggers]
+        self._trigger_prefixes = {t[:i] for t in self._triggers for i in range(1, len(t))}
+        self._trigger_ac = (
+            ahocorasick_rs.BytesAhoCorasick(self._triggers, matchkind=ahocorasick_rs.MATCHKIND_STANDARD)
+            if self._triggers
+            else None
+        )
+
+    @property
+    def needle_count(self) -> int:
+        """How many distinct forms are searched for."""
+        return len(self._needles)
 
     def stream(self) -> MaskStream:
+        """A fresh streaming masker (one per output stream)."""
         return MaskStream(self)
 
-    def holdback(self, buf: bytes) -> int:
-        """How many trailing bytes of ``buf`` could still be the start of a secret."""
-        limit = min(len(buf), self._maxlen - 1)
-        for k in range(limit, 0, -1):
-            tail = buf[-k:]
-            if any(n.startswith(tail) for n in self._needles):
-                return k
-        return 0
-
-    def mask_bytes(self, data: bytes, final: bool = True) -> bytes:
-        for needle in self._needles:
-            data = data.replace(needle, MARKER)
-        return data
+    def mask_bytes(self, data: bytes) -> bytes:
+        """Mask a finished byte string (identical to streaming it in any chunks)."""
+        stream = self.stream()
+        return stream.feed(data) + stream.flush()
 
     def mask(self, text: str) -> str:
+        """Mask a finished text."""
         return self.mask_bytes(text.encode("utf-8", "surrogateescape")).decode("utf-8", "surrogateescape")
 
+    def mask_json(self, value: Any) -> Any:
+        """Mask a JSON-like structure one string at a time (dict keys too), keeping its shape.
+
+        Masking each value rather than the serialised document keeps a short value from replacing a year
+        or a duration elsewhere and keeps the document valid.
+        """
+        if isinstance(value, str):
+            return self.mask(value)
+        if isinstance(value, bytes):
+            return self.mask_bytes(value)
+        if isinstance(value, dict):
+            return {self.mask_json(k): self.mask_json(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.mask_json(v) for v in value]
+        if isinstance(value, tuple):
+            return tuple(self.mask_json(v) for v in value)
+        return value
+
     def leaks(self, data: bytes) -> list[str]:
-        """Keys whose value still occurs in ``data``."""
-        return sorted({s.key for s in self.secrets if s.value.encode() in data})
+        """Keys whose value still occurs in ``data`` in any form (the final rescan of an artifact)."""
+        if self._ac is None:
+            return []
+        norm = normalise(data)
+        found: set[str] = set()
+        where: _Map | None = None
+        for idx, ns, ne in self._ac.find_matches_as_indexes(norm, overlapping=True):
+            if self._whole_word[idx]:
+                where = where or _Map(data)
+                a, b = where.span(ns, ne)
+                if where.word_before(a) or where.word_after(b):
+                    continue
+            found.update(self._keys[idx])
+        return sorted(found)
+
+    def shapes(self, data: bytes) -> list[str]:
+        """Names of the shape patterns (unknown secrets) that match somewhere in ``data``."""
+        spans, _ = self._pattern_spans(data, 0, final=True)
+        return sorted({name for name, _, _ in spans})
+
+    # -- the scanner --------------------------------------------------------------------------------------
+
+    def _process(self, data: bytes, start: int, final: bool) -> tuple[bytes, int]:
+        """Mask ``data[start:]``; returns the output and how far (into ``data``) it reaches."""
+        if not final:
+            # An unfinished escape sequence at the end is held, and the rest is scanned without it: its
+            # bytes would otherwise count as text and break a value that continues after it.
+            esc = data.rfind(b"\x1b", max(start, len(data) - _ANSI_MAX), len(data))
+            if esc >= 0 and _ANSI_UNFINISHED.match(data, esc):
+                data = data[:esc]
+        spans, hold = self._literal_spans(data, start, final)
+        named, pattern_hold = self._pattern_spans(data, start, final)
+        spans.extend(span for _, _, span in named)
+        hold = max(min(hold, pattern_hold), start)
+        regions = _merge(spans)
+        moved = True
+        while moved:
+            moved = False
+            for a, b in regions:
+                if a < hold < b:  # a marker is never split: hold its whole region back
+                    hold, moved = a, True
+            for _, ts, (a, _b) in named:
+                if ts < hold <= a:  # only a held trigger lets the next round find this match again
+                    hold, moved = ts, True
+        out = bytearray()
+        pos = start
+        for a, b in regions:
+            if a >= hold:
+                break
+            out += data[pos:a]
+            out += MARKER
+            pos = b
+        out += data[pos:hold]
+        return bytes(out), hold
+
+    def _literal_spans(self, data: bytes, start: int, final: bool) -> tuple[list[tuple[int, int]], int]:
+        spans: list[tuple[int, int]] = []
+        hold = len(data)
+        if self._ac is None or self._prefix_ac is None:
+            return spans, hold
+        norm = normalise(data)
+        hits = self._ac.find_matches_as_indexes(norm, overlapping=True)
+        if hits:
+            where = _Map(data)
+            for idx, ns, ne in hits:
+                a, b = where.span(ns, ne)
+                if b <= start:
+                    continue
+                if self._whole_word[idx]:
+                    after = where.word_after(b)
+                    if (after is None and not final) or after or where.word_before(a):
+                        continue  # an undecided right edge is held back by the partial-match rule
+                spans.append((max(a, start), b))
+        if not final:
+            partial = self._partial(norm)
+            if partial is not None:
+                hold = _tail_position(data, len(norm) - partial)
+        return spans, hold
+
+    def _partial(self, norm: bytes) -> int | None:
+        """Earliest index from which the end of ``norm`` could still grow into a match."""
+        assert self._prefix_ac is not None
+        n = len(norm)
+        lo = max(0, n - self._maxlen)
+        candidates = [lo + s for _, s, _ in self._prefix_ac.find_matches_as_indexes(norm[lo:], overlapping=True)]
+        candidates.extend(range(max(lo, n - _PREFIX_LEN + 1), n))
+        for i in sorted(set(candidates)):
+            if self._open_prefix(norm[i:]):
+                return i
+        return None
+
+    def _open_prefix(self, tail: bytes) -> bool:
+        """Whether ``tail`` is a proper prefix of a needle, or a whole-word needle whose edge is unknown."""
+        j = bisect.bisect_left(self._needles, tail)
+        for k in (j, j + 1):
+            if k >= len(self._needles) or not self._needles[k].startswith(tail):
+                return False
+            if len(self._needles[k]) > len(tail) or self._whole_word[k]:
+                return True
+        return False
+
+    def _pattern_spans(
+        self, data: bytes, start: int, final: bool
+    ) -> tuple[list[tuple[str, int, tuple[int, int]]], int]:
+        """Shape-pattern matches as ``(name, trigger position, span)`` and the hold point they need."""
+        spans: list[tuple[str, int, tuple[int, int]]] = []
+        hold = len(data)
+        if self._trigger_ac is None:
+            return spans, hold
+        for idx, ts, _ in self._trigger_ac.find_matches_as_indexes(data, overlapping=True):
+            if ts < start:
+                continue
+            for p in self._trigger_patterns[idx]:
+                if not final and p.viable.match(data, ts):
+                    hold = min(hold, ts)
+                    continue
+                found = p.span(data, ts)
+                if found is not None and found[1] > found[0]:
+                    spans.append((p.name, ts, found))
+        if not final:
+            for i in range(max(start, len(data) - max(map(len, self._triggers)) + 1), len(data)):
+                if data[i:] in self._trigger_prefixes:
+                    hold = min(hold, i)
+                    break
+        return spans, hold

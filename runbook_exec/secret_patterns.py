@@ -112,8 +112,10 @@ SECRET_PATTERNS: tuple[SecretPattern, ...] = (
             + rb"|-----BEGIN [A-Z0-9 ]{0,40}-{1,5}"
             + rb"|"
             + _PEM_LABEL
+            # still open until a complete END line: after it the lazy match above is final
+            + rb"(?:(?!-----END [A-Z0-9 ]{0,40}PRIVATE KEY-----)"
             + _PEM_BODY
-            + rb"{0,%d})\Z" % _PEM_MAX
+            + rb"){0,%d})\Z" % _PEM_MAX
         ),
     ),
     SecretPattern(
