@@ -24,8 +24,9 @@ def main() -> int:
     from app.main import create_app
 
     log.info("starting (APP_ENV=%s, root path %s)", settings.app_env, settings.root_path)
+    # nginx strips the /api prefix; root_path tells the app where it lives, for OpenAPI "servers" and /docs.
     uvicorn.run(create_app(settings), host="0.0.0.0", port=int(os.environ.get("PORT", "8000")),
-                proxy_headers=True, forwarded_allow_ips="*")
+                root_path=settings.root_path, proxy_headers=True, forwarded_allow_ips="*")
     return 0
 
 

@@ -40,9 +40,9 @@ def require_token(
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the app. ``root_path`` makes the docs and OpenAPI ``servers`` point behind the /api/ proxy."""
+    """Build the app. The server passes ``settings.root_path`` (/api) so the docs point behind the proxy."""
     settings = Settings.from_env() if settings is None else settings
-    app = FastAPI(title="runbook sample backend", version="1.0.0", root_path=settings.root_path)
+    app = FastAPI(title="runbook sample backend", version="1.0.0")
     app.state.settings = settings
 
     @app.get("/health")
