@@ -1,0 +1,88 @@
+"""preflight against the real Compose v2 binary: each broken input fails with its own line, values never shown."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from runbook_exec.envfile import parse_env_file
+from runbook_exec.preflight import compose_command
+
+from conftest import FIXTURES, ROOT, run_cli
+
+CASES = FIXTURES / "preflight"
+
+pytestmark = pytest.mark.skipif(compose_command() is None, reason="Compose v2 not installed")
+
+
+def _cases() -> list[Any]:
+    data = yaml.safe_load((CASES / "cases.yaml").read_text(encoding="utf-8"))
+    return [pytest.param(case, id=case["name"]) for case in data]
+
+
+def _setup(case: dict[str, Any], tmp_path: Path) -> tuple[Path, list[str], dict[str, str]]:
+    """A work tree with an env file as the case describes; returns (cwd, preflight args, env values)."""
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    env_file = tmp_path / ".env.prod"
+    done = run_cli(["init-env", "--sample", str(ROOT / ".env.sample"), "--out", str(env_file)], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    values = parse_env_file(env_file, environ={})
+    if case.get("drop") or case.get("empty"):
+        kept = {
+            k: ("" if k in case.get("empty", []) else v) for k, v in values.items() if k not in case.get("drop", [])
+        }
+        env_file.write_text("".join(f"{k}={v}\n" for k, v in kept.items()), encoding="utf-8")
+    if "mode" in case:
+        env_file.chmod(int(str(case["mode"]), 8))
+    if case.get("track"):
+        subprocess.run(["git", "-C", str(tmp_path), "add", "-f", ".env.prod"], check=True)
+    if case.get("no_file"):
+        env_file.unlink()
+    compose = CASES / case["compose"] if case.get("compose") else ROOT / "docker-compose.prod.yml"
+    args = ["preflight", "--env-file", ".env.prod", "--sample", str(ROOT / ".env.sample"), "--compose", str(compose)]
+    tag = case.get("tag", "2026.01.14")
+    if tag:
+        args += ["--tag", str(tag)]
+    return tmp_path, args, values
+
+
+@pytest.mark.parametrize("case", _cases())
+def test_preflight_case(case: dict[str, Any], tmp_path: Path) -> None:
+    if case.get("posix") and os.name != "posix":
+        pytest.skip("file modes are POSIX")
+    cwd, args, values = _setup(case, tmp_path)
+    text = run_cli(args, cwd=cwd, env={"TAG": ""})
+    as_json = run_cli([*args, "--json"], cwd=cwd, env={"TAG": ""})
+    expected = set(case["expect"])
+    assert text.returncode == (1 if expected else 0), text.stdout + text.stderr
+    assert as_json.returncode == text.returncode
+    data = json.loads(as_json.stdout)
+    failed = {c["id"] for c in data["checks"] if c["status"] == "fail"}
+    assert failed == expected
+    assert data["ok"] is (not expected)
+    lines = {c["id"]: c for c in data["checks"]}
+    for check_id, fragment in case.get("says", {}).items():
+        assert fragment in lines[check_id]["detail"], lines[check_id]
+        # ... and the text checklist shows it on that check's own ✗ line.
+        [line] = [ln for ln in text.stdout.splitlines() if ln.startswith("✗ " + lines[check_id]["title"])]
+        assert fragment in line
+    for output in (text.stdout, text.stderr, as_json.stdout, as_json.stderr):
+        for key, value in values.items():
+            assert value not in output, f"value of {key} printed"
+
+
+def test_ascii_marks_on_a_console_without_them(tmp_path: Path) -> None:
+    cwd, args, _ = _setup({"name": "cp949"}, tmp_path)
+    done = run_cli(args, cwd=cwd, env={"PYTHONIOENCODING": "cp949"})
+    assert done.returncode == 0 and "[ok]" in done.stdout and "✓" not in done.stdout
+
+
+def test_usage_error_is_exit_2(tmp_path: Path) -> None:
+    done = run_cli(["preflight", "--no-such-flag"], cwd=tmp_path)
+    assert done.returncode == 2 and "runbook-exec preflight" in done.stderr
