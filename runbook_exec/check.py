@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from runbook_exec import document
-from runbook_exec.check_findings import ERROR, NOTICE, WARNING, Finding, finding
+from runbook_exec.check_findings import ERROR, WARNING, Finding, finding
 from runbook_exec.check_format import FORMATS, render, summary_counts
 from runbook_exec.check_links import check_links
 from runbook_exec.check_rules import check_structure
@@ -211,10 +211,10 @@ def main(argv: Sequence[str]) -> int:
     )
     disabled = tuple(args.disable)
     findings = [f for f in findings if not (disabled and f.code.startswith(disabled))]
-    report = render(findings, notices if args.format == "github" else (), args.format)
+    report = render(findings, notices, args.format)
     if report:
         print(report)
-    if args.format != "github":
+    if args.format in ("text", "gitlab"):
         for notice in notices:
             print(f"runbook-exec check: notice: {notice}", file=sys.stderr)
     fail_on = "warning" if args.strict else args.fail_on
@@ -225,7 +225,6 @@ def main(argv: Sequence[str]) -> int:
             f"in {len({f.path for f in findings})} of {len(books)} file(s)",
             file=sys.stderr,
         )
-    del counts[NOTICE]
     return 1 if _fails(findings, fail_on) else 0
 
 
