@@ -17,6 +17,7 @@ from runbook_exec.document import Cell, Runbook, VarSpec
 from runbook_exec.envfile import parse_env_file
 from runbook_exec.errors import Problem, RunbookError
 from runbook_exec.options import closest
+from runbook_exec.release_log import last_successful
 
 DEFAULT_TIMEOUT_S = 600.0
 
@@ -190,7 +191,8 @@ def _select(book: Runbook, selection: Selection, problems: list[Problem]) -> lis
         else:
             chosen.add(cell.index)
     for tag in selection.tags:
-        members = [c for c in runnable if tag in c.options.tags]
+        # As in Runme, a tag run is a run-all restricted to the tag: excludeFromRunAll cells stay out.
+        members = [c for c in runnable if tag in c.options.tags and not c.options.exclude_from_run_all]
         if not members:
             problems.append(Problem(path, 0, f"no executable cell has tag {tag!r}"))
         chosen.update(c.index for c in members)
@@ -299,9 +301,5 @@ def _var_line(book: Runbook, name: str) -> int:
 def _from_release_log(release_log: str | None, name: str) -> str | None:
     if not release_log or not Path(release_log).is_file():
         return None
-    try:
-        from runbook_exec import release_log as records  # noqa: PLC0415
-    except ImportError:  # pragma: no cover - module lands with the ops package
-        return None
     base = name[: -len("_PREV")] if name.endswith("_PREV") else name
-    return records.last_successful(release_log, base)
+    return last_successful(release_log, base)
