@@ -56,6 +56,12 @@ def test_config_quiet(compose: list[str], tmp_path: Path, case: dict[str, Any]) 
     env = {"TAG": secrets.token_hex(4)[:7], "ENV_FILE": str(env_file), **case.get("set", {})}
     if case.get("env_file") == "missing":
         env["ENV_FILE"] = str(tmp_path / "does-not-exist.env")
+    elif case.get("env_file") == "runner":
+        env["RUNBOOK_ENV_FILE"] = env.pop("ENV_FILE")
+    elif case.get("env_file") == "none":
+        if (COMPOSE_FILE.parent / ".env.prod").exists():
+            pytest.skip("a real .env.prod exists next to the compose file")
+        del env["ENV_FILE"]
     for name in case.get("unset", ()):
         env.pop(name, None)
     proc = _run(compose, env_file, env, "config", "-q")
