@@ -342,3 +342,36 @@ def _has_healthcheck(service: Mapping[str, Any]) -> bool:
     check = service.get("healthcheck") or {}
     test = check.get("test") or []
     return bool(test) and not check.get("disable") and test != ["NONE"]
+
+
+def images_present(
+    tag: str, compose: str | Path, env_file: str | Path, environ: Mapping[str, str] | None = None
+) -> bool | None:
+    """True when every image of ``compose`` rendered with ``TAG=tag`` exists locally (rollback possible).
+
+    None when that cannot be told (no Compose v2, no engine, the config does not render).
+    """
+    cmd, docker = compose_command(), shutil.which("docker")
+    if cmd is None or docker is None or not Path(compose).is_file() or not Path(env_file).is_file():
+        return None
+    inputs = Inputs(Path(env_file), Path(), Path(compose), tag, os.environ if environ is None else environ)
+    try:
+        listed = subprocess.run(
+            [*cmd, "--env-file", str(env_file), "-f", str(compose), "config", "--images"],
+            capture_output=True,
+            text=True,
+            env=compose_environ(inputs),
+            timeout=COMPOSE_TIMEOUT_S,
+            check=False,
+        )
+        if listed.returncode != 0:
+            return None
+        images = sorted(set(listed.stdout.split()))
+        found = subprocess.run(
+            [docker, "image", "inspect", *images], capture_output=True, timeout=COMPOSE_TIMEOUT_S, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if found.returncode != 0 and b"Cannot connect" in found.stderr:
+        return None
+    return bool(images) and found.returncode == 0

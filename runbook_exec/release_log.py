@@ -45,6 +45,9 @@ _META_PREFIX = "meta: "
 DEPLOY_TAG, ROLLBACK_TAG = "deploy", "rollback"
 _BAD = (FAILED, TIMED_OUT, REFUSED, INTERRUPTED)
 _TIME = "%Y-%m-%d %H:%M:%S"
+# Terminal control sequences (colours, cursor moves of progress displays) and other C0 controls: a
+# record is plain text for people and parsers.
+_CONTROL = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-_]|[\x00-\x08\x0b-\x1f\x7f]")
 
 Mask = Callable[[str], str]
 
@@ -243,11 +246,16 @@ def _failure(cell: CellResult, report: RunReport, book: Runbook) -> dict[str, An
         "status": cell.status,
         "exit_code": cell.exit_code,
         "attempts": cell.attempts,
-        "first_error": cell.first_error or "(no line looked like an error; see the last lines)",
-        "tail": list(cell.tail[-20:]),
+        "first_error": plain(cell.first_error or "") or "(no line looked like an error; see the last lines)",
+        "tail": [plain(line) for line in cell.tail[-20:]],
         "log": report.transcript or report.run_dir or "(no transcript was written)",
         "run_dir": report.run_dir,
     }
+
+
+def plain(line: str) -> str:
+    """``line`` without terminal control sequences and trailing blanks."""
+    return _CONTROL.sub("", line).rstrip()
 
 
 def _rollback(tag_prev: str | None, possible: Any) -> dict[str, Any]:

@@ -86,3 +86,19 @@ def test_ascii_marks_on_a_console_without_them(tmp_path: Path) -> None:
 def test_usage_error_is_exit_2(tmp_path: Path) -> None:
     done = run_cli(["preflight", "--no-such-flag"], cwd=tmp_path)
     assert done.returncode == 2 and "runbook-exec preflight" in done.stderr
+
+
+def _engine() -> bool:
+    try:
+        return subprocess.run(["docker", "info"], capture_output=True, timeout=30, check=False).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+@pytest.mark.skipif(not _engine(), reason="needs a Docker Engine")
+def test_images_present_says_no_for_a_tag_never_built(tmp_path: Path) -> None:
+    from runbook_exec.preflight import images_present
+
+    _, _, _ = _setup({"name": "images"}, tmp_path)
+    compose = ROOT / "docker-compose.prod.yml"
+    assert images_present("1999.01.01", compose, tmp_path / ".env.prod") is False

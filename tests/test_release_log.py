@@ -306,3 +306,14 @@ def test_a_writer_killed_mid_run_leaves_earlier_records_intact(tmp_path: Path) -
     )
     assert release_log.records(log)[-1].variables["TAG"] == "2026.01.15"
     assert release_log.last_successful(log) == "2026.01.15"
+
+
+def test_terminal_control_sequences_are_dropped_from_evidence() -> None:
+    book = _book()
+    tail = ("\x1b[?25h\x1b[1A\x1b[0G[+] Running 5/6", "\x1b[32m✔\x1b[0m Container db-1  \x1b[32mHealthy\x1b[0m   ")
+    report = _report(
+        book, FAILED, ["compose-up"], {"TAG": "2026.01.15"}, tail=tail, first_error="\x1b[31m✘\x1b[0m boom"
+    )
+    text = release_log.render(TEMPLATE, report, book, {})
+    assert "\x1b" not in text
+    assert "첫 에러: ✘ boom\n" in text and "    | ✔ Container db-1  Healthy\n" in text
