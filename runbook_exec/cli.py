@@ -17,7 +17,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn
 
-from runbook_exec import __version__, document, lock, resume
+from runbook_exec import __version__, document, lock, preflight, release_log, resume
 from runbook_exec.console import Console, use_color
 from runbook_exec.document import Cell, Runbook
 from runbook_exec.errors import RunbookError, UsageError
@@ -28,6 +28,7 @@ from runbook_exec.report import Transcript, run_dir, write_json, write_junit
 from runbook_exec.results import CellResult, RunReport
 from runbook_exec.shell import BashSession, ShellError
 
+COMPOSE_FILE = "docker-compose.prod.yml"
 SUBCOMMANDS = {
     "check": "runbook_exec.check",
     "preflight": "runbook_exec.preflight",
@@ -266,6 +267,8 @@ def _session_env(plan: Plan) -> dict[str, str]:
     env = dict(os.environ)
     env.update(plan.env)
     env["RUNBOOK_FILE"] = str(Path(plan.runbook.path).resolve())
+    if plan.release_log:
+        env["RUNBOOK_RELEASE_LOG"] = str(Path(plan.release_log).resolve())
     return env
 
 
@@ -284,19 +287,22 @@ def write_reports(report: RunReport, artifacts: dict[str, Path]) -> None:
     write_junit(report, artifacts["junit"])
 
 
+DEFAULT_TEMPLATE = Path(__file__).parent / "templates" / "release.log.j2"
+
+
 def append_release_log(plan: Plan, report: RunReport, redactor: Redactor) -> str | None:
-    """Render and append the release record; return the text appended (masked)."""
+    """Render and append the release record (masked); return the text appended."""
     if not plan.release_log:
         return None
-    from runbook_exec import release_log  # noqa: PLC0415
-
-    template = plan.release_template
-    text = release_log.render(template, report, plan.runbook, {"plan": plan}) if template else None
-    if text is None:
-        return None
-    masked = redactor.mask(text)
-    release_log.append(plan.release_log, masked)
-    return masked
+    extra: dict[str, object] = {"plan": plan}
+    tag_prev = report.variables.get("TAG_PREV")
+    if report.status != "passed" and tag_prev and plan.env_file and Path(COMPOSE_FILE).is_file():
+        # "Is rollback possible?" for the Minimum Failure Record: are TAG_PREV's images still here?
+        extra["rollback_possible"] = preflight.images_present(tag_prev, COMPOSE_FILE, plan.env_file)
+    template = plan.release_template or DEFAULT_TEMPLATE
+    text = release_log.render(template, report, plan.runbook, extra, mask=redactor.mask)
+    release_log.append(plan.release_log, text)
+    return text
 
 
 def rescan(redactor: Redactor, artifacts: dict[str, Path], record: str | None) -> list[str]:
@@ -398,7 +404,13 @@ def _run(argv: list[str]) -> int:
     with lock.hold(args.file, warn=lambda text: print(text, file=sys.stderr)):
         report, artifacts = run_plan(plan, redactor, args, saved)
     write_reports(report, artifacts)
-    record = append_release_log(plan, report, redactor)
+    try:
+        record = append_release_log(plan, report, redactor)
+    except RunbookError as exc:
+        # The run happened: keep its reports, say why the record is missing, and do not report success.
+        print(f"runbook-exec: release record not written: {exc}", file=sys.stderr)
+        record = None
+        report = replace(report, exit_code=report.exit_code or 1)
     leaks = rescan(redactor, artifacts, record)
     for line in leaks:
         print(f"runbook-exec: secret leak caught by the final rescan: {line}", file=sys.stderr)

@@ -94,6 +94,11 @@ def build(book: Runbook, selection: Selection, options: Options) -> Plan:
     release_log = None if options.no_release_log else (options.release_log or book.settings.release_log)
     if release_log and not Path(release_log).resolve().parent.is_dir():
         problems.append(Problem(path, 0, f"release log {release_log}: directory does not exist"))
+    template = book.settings.release_template
+    if release_log and template and not Path(template).is_file():
+        problems.append(
+            Problem(path, _key_line(book, "release_template"), f"release_template {template}: no such file")
+        )
 
     variables, secret_vars = _variables(book, options.variables, environ, release_log, problems)
     names = {v.name for v in book.settings.vars if v.secret}
@@ -289,6 +294,13 @@ def _variables(
             if masking.is_secret_name(name):
                 secrets[name] = value
     return values, secrets
+
+
+def _key_line(book: Runbook, key: str) -> int:
+    for i, line in enumerate(book.text.split("\n")[: book.front_matter_lines]):
+        if re.match(rf"^\s*{re.escape(key)}\s*:", line):
+            return i + 1
+    return 1
 
 
 def _var_line(book: Runbook, name: str) -> int:
