@@ -219,3 +219,49 @@ def test_resume_with_nothing_to_resume(work: Path) -> None:
     result = run_cli(["resume.md", "--resume"], cwd=work)
     assert result.returncode == 2
     assert result.stderr.strip().startswith("resume.md: nothing to resume")
+
+
+_APPENDER = """
+import sys
+from runbook_exec import release_log
+log, writer = sys.argv[1], sys.argv[2]
+i = 0
+while True:
+    rid = "w%s-%06d" % (writer, i)
+    body = ("%s " % rid) * 2000 + "\\n"
+    text = "=== runbook-exec record %s begin ===\\nmeta: {\\"status\\": \\"passed\\", \\"vars\\": {\\"TAG\\": \\"%s\\"}}\\n%s" % (
+        rid, rid, body) + "=== runbook-exec record %s end sha256=%s ===\\n" % (rid, "0" * 64)
+    release_log.append(log, release_log.seal(text))
+    i += 1
+"""
+
+
+def test_kill_9_during_20_parallel_appends_leaves_no_torn_record(tmp_path: Path) -> None:
+    from runbook_exec import release_log
+
+    log = tmp_path / "release.log"
+    first = release_log.seal(
+        '=== runbook-exec record first begin ===\nmeta: {"status": "passed", "vars": {"TAG": "2026.01.01"}}\n'
+        "first body\n=== runbook-exec record first end sha256=" + "0" * 64 + " ===\n"
+    )
+    release_log.append(log, first)
+    before = log.read_bytes()
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    writers = [subprocess.Popen([sys.executable, "-c", _APPENDER, str(log), str(n)], env=env) for n in range(20)]
+    deadline = time.monotonic() + 30
+    while log.stat().st_size < len(before) + 2_000_000 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for proc in writers:
+        proc.send_signal(signal.SIGKILL)
+    for proc in writers:
+        proc.wait(timeout=30)
+    data = log.read_bytes()
+    assert data.startswith(before)
+    found = release_log.records(log)
+    begins = data.count(b" begin ===\n")
+    assert found[0].run_id == "first"
+    assert len(found) > 20
+    assert begins - len(found) <= 20  # at most the one record each killed writer was writing
+    for record in found[1:]:
+        assert record.body.split(" ", 1)[0] == record.run_id, record.run_id
+        assert record.variables["TAG"] == record.run_id
