@@ -229,8 +229,9 @@ i = 0
 while True:
     rid = "w%s-%06d" % (writer, i)
     body = ("%s " % rid) * 2000 + "\\n"
-    text = "=== runbook-exec record %s begin ===\\nmeta: {\\"status\\": \\"passed\\", \\"vars\\": {\\"TAG\\": \\"%s\\"}}\\n%s" % (
-        rid, rid, body) + "=== runbook-exec record %s end sha256=%s ===\\n" % (rid, "0" * 64)
+    meta = '{"status": "passed", "vars": {"TAG": "%s"}}' % rid
+    text = "=== runbook-exec record %s begin ===\\nmeta: %s\\n%s" % (rid, meta, body)
+    text += "=== runbook-exec record %s end sha256=%s ===\\n" % (rid, "0" * 64)
     release_log.append(log, release_log.seal(text))
     i += 1
 """
