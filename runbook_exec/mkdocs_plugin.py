@@ -1,0 +1,304 @@
+"""MkDocs plugin ``runbook``: publish runbooks as pages and show their executable cells as cards.
+
+``mkdocs.yml``::
+
+    plugins:
+      - runbook:
+          runbooks: [ops/deploy.md]      # paths relative to mkdocs.yml; published at the same path
+
+- Each runbook is added with ``File.generated`` backed by the real file (no copy, stub or symlink) and
+  watched by ``mkdocs serve``.
+- ``.exec`` fences (``bash``/``sh``/``shell``) are rendered by a ``pymdownx.superfences`` custom fence: its
+  validator says "not mine" for every other fence, so those keep normal highlighting; its formatter calls
+  the normal highlighter and wraps the result in a card (:mod:`runbook_exec.cards`).
+- Cells are read with the runner's own parser (:mod:`runbook_exec.document`), so ids, options and sections
+  are exactly what ``runbook-exec`` sees; cell ids are registered as page anchors so ``deploy.md#cell-id``
+  links pass ``--strict``.
+- Problems are logged on ``mkdocs.plugins.runbook`` as warnings, which ``mkdocs build --strict`` turns into a
+  failure: unparsable attributes, an executable cell without an id, duplicate ids.
+- Links written relative to the repository (``../ops/deploy.md#compose-up`` in ``docs/``) are rewritten to
+  the published page, so the same link works on the repository host, in ``runbook-exec check`` and on the site.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import posixpath
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
+from xml.etree.ElementTree import Element
+
+from markdown import Markdown
+from markdown.extensions import Extension
+from markdown.treeprocessors import Treeprocessor
+from mkdocs.config import config_options
+from mkdocs.config.base import Config
+from mkdocs.config.defaults import MkDocsConfig
+from mkdocs.exceptions import PluginError
+from mkdocs.plugins import BasePlugin
+from mkdocs.structure.files import File, Files
+from mkdocs.structure.pages import Page
+
+from runbook_exec import cards, document
+from runbook_exec.document import Cell, Runbook
+from runbook_exec.options import RUNNABLE_LANGUAGES
+
+log = logging.getLogger("mkdocs.plugins.runbook")
+
+CSS_URI = "assets/runbook/runbook.css"
+# Options the normal highlighter understands; every other fence key is ours and must not become HTML.
+_HIGHLIGHT_KEYS = frozenset({"title", "hl_lines", "linenums", "title_mode"})
+
+
+class RunbookConfig(Config):  # type: ignore[no-untyped-call]  # mkdocs' __init_subclass__
+    """Options of the ``runbook`` plugin."""
+
+    runbooks = config_options.ListOfItems(config_options.Type(str), default=[])
+    css = config_options.Type(bool, default=True)
+
+
+@dataclass
+class _PageState:
+    """What the fence formatter needs while one page is rendered."""
+
+    path: str  # repository-relative source path, used in warnings and run commands
+    book: Runbook
+    rendered: set[int]
+
+
+class RunbookPlugin(BasePlugin[RunbookConfig]):  # type: ignore[no-untyped-call]
+    """Publishes runbooks and renders their executable cells as cards."""
+
+    def __init__(self) -> None:
+        self._root = Path(".")
+        self._sources: dict[str, Path] = {}  # src_uri -> absolute path of each published runbook
+        self._repo_paths: dict[str, File] = {}  # repository-relative path -> File
+        self._files: Files | None = None
+        self._page: _PageState | None = None
+
+    # -- configuration ---------------------------------------------------------------------------------
+
+    def on_config(self, config: MkDocsConfig) -> MkDocsConfig:
+        """Resolve the runbooks and register the custom fence and the link rewriter."""
+        self._root = Path(config.config_file_path or ".").resolve().parent
+        self._sources = {}
+        for entry in self.config.runbooks:
+            rel = posixpath.normpath(entry.replace("\\", "/"))
+            if rel.startswith("../") or posixpath.isabs(rel):
+                raise PluginError(f"runbook: {entry}: must be a path inside the directory of mkdocs.yml")
+            self._sources[rel] = self._root / rel
+
+        if "pymdownx.superfences" not in config.markdown_extensions:
+            config.markdown_extensions.append("pymdownx.superfences")
+        fences = config.mdx_configs.setdefault("pymdownx.superfences", {}).setdefault("custom_fences", [])
+        validator = functools.partial(_validate)
+        formatter = functools.partial(self._format)
+        fences.extend(
+            {"name": lang, "class": "runbook-cell", "validator": validator, "format": formatter}
+            for lang in sorted(RUNNABLE_LANGUAGES)
+        )
+        config.markdown_extensions.append(_RepoLinksExtension(self))
+        if self.config.css:
+            config.extra_css.append(CSS_URI)
+        return config
+
+    def on_files(self, files: Files, *, config: MkDocsConfig) -> Files:
+        """Add every runbook as a generated page backed by the file itself."""
+        for src_uri, path in self._sources.items():
+            if not path.is_file():
+                raise PluginError(f"runbook: {src_uri}: no such file (listed in plugins.runbook.runbooks)")
+            if files.get_file_from_path(src_uri) is not None:
+                raise PluginError(f"runbook: {src_uri}: docs_dir already has a file at this path")
+            files.append(File.generated(config, src_uri, abs_src_path=str(path)))
+        if self.config.css:
+            files.append(File.generated(config, CSS_URI, content=cards.CSS))
+        docs = Path(config.docs_dir).resolve()
+        docs_rel = posixpath.relpath(docs.as_posix(), self._root.as_posix())
+        self._repo_paths = {}
+        for file in files:
+            self._repo_paths[self._repo_path(file, docs_rel)] = file
+        self._files = files
+        return files
+
+    def _repo_path(self, file: File, docs_rel: str) -> str:
+        if file.src_uri in self._sources and file.generated_by:
+            return file.src_uri
+        return posixpath.normpath(posixpath.join(docs_rel, file.src_uri))
+
+    def on_serve(self, server: Any, /, *, config: MkDocsConfig, builder: Any) -> Any:
+        """Rebuild when a runbook outside ``docs_dir`` changes."""
+        for path in self._sources.values():
+            server.watch(str(path))
+        return server
+
+    # -- pages -----------------------------------------------------------------------------------------
+
+    def on_page_markdown(self, markdown: str, /, *, page: Page, config: MkDocsConfig, files: Files) -> str:
+        """Parse the page with the runner's parser and report what would break a run or a link."""
+        path = self._page_path(page.file)
+        # The file's own text (front matter included) keeps line numbers equal to the editor's.
+        source = page.file.content_string
+        book = document.parse_text(source, path)
+        self._page = _PageState(path=path, book=book, rendered=set())
+        _lint(book)
+        return markdown
+
+    def on_page_content(self, html: str, /, *, page: Page, config: MkDocsConfig, files: Files) -> str:
+        """Register cell ids as anchors of the page, so links to ``page.md#cell-id`` validate."""
+        state = self._page
+        if state is not None and page.present_anchor_ids is not None:
+            page.present_anchor_ids.update(c.id for c in state.book.cells if c.executable and c.id)
+        self._page = None
+        return html
+
+    def _page_path(self, file: File) -> str:
+        for repo, f in self._repo_paths.items():
+            if f is file:
+                return repo
+        return file.src_uri
+
+    # -- the custom fence ------------------------------------------------------------------------------
+
+    def _format(
+        self, src: str, language: str, class_name: str, options: dict[str, Any], md: Markdown, **kwargs: Any
+    ) -> str:
+        """Highlight ``src`` as the normal fence would, then wrap it in the cell's card."""
+        fenced = md.preprocessors["fenced_code_block"]
+        classes = [c for c in kwargs.get("classes") or [] if c not in ("exec", "danger")]
+        attrs = {k: v for k, v in (kwargs.get("attrs") or {}).items() if k.startswith("data-")}
+        code_html: str = fenced.highlight(
+            src=src, language=language, options=options, md=md, classes=classes, id_value="", attrs=attrs
+        )
+        state = self._page
+        cell = _find_cell(state, kwargs.get("id_value") or "", src) if state else None
+        if state is None:
+            return code_html
+        if cell is None:
+            # Shown as ordinary code. When the runner's parser has no fence with this text at all (it reads
+            # CommonMark, where a fence indented under an admonition or a tab is an indented code block), the
+            # page would show a cell that never runs: say so.
+            body = src.strip()
+            if not any(c.source.strip() == body for c in state.book.cells):
+                ident = kwargs.get("id_value") or ""
+                log.warning(
+                    f"{state.path}:{_line_of(state.book.text, src)}: .exec fence {('#' + ident + ' ') if ident else ''}"
+                    "is not a cell to the runner (indented under an admonition, tab or similar block): "
+                    "move it out to column 0"
+                )
+            return code_html
+        state.rendered.add(cell.index)
+        return cards.render_card(state.book, cell, code_html, state.path)
+
+    # -- repository-relative links ---------------------------------------------------------------------
+
+    def site_link(self, page_file: File, href: str) -> str | None:
+        """The site-relative form of ``href`` when it is written relative to the repository, else ``None``."""
+        files = self._files
+        if files is None:
+            return None
+        scheme, netloc, path, query, fragment = urlsplit(href)
+        if scheme or netloc or not path or path.startswith(("/", "\\")):
+            return None
+        path = unquote(path)
+        base = posixpath.dirname(page_file.src_uri)
+        if files.get_file_from_path(posixpath.normpath(posixpath.join(base, path))) is not None:
+            return None
+        repo = posixpath.normpath(posixpath.join(posixpath.dirname(self._page_path(page_file)), path))
+        target = self._repo_paths.get(repo)
+        if target is None:
+            return None
+        rel = posixpath.relpath(target.src_uri, base or ".")
+        return urlunsplit(("", "", quote(rel), query, fragment))
+
+
+def _validate(
+    language: str, inputs: dict[str, str], options: dict[str, Any], attrs: dict[str, str], md: Markdown
+) -> bool:
+    """Claim ``.exec`` fences only; every other fence falls through to the normal highlighter."""
+    # superfences keeps the fence's classes on its preprocessor while validators run; the validator API
+    # passes key=value pairs only. This is why pymdown-extensions is pinned.
+    fenced = md.preprocessors["fenced_code_block"]
+    if "exec" not in getattr(fenced, "classes", ()):
+        return False
+    from pymdownx.superfences import highlight_validator  # noqa: PLC0415
+
+    # Runner keys (timeout=, when=, ...) are read from the runner's parse; they must never reach the HTML.
+    ours = {k: v for k, v in inputs.items() if k in _HIGHLIGHT_KEYS or k.startswith("data-")}
+    return bool(highlight_validator(language, ours, options, attrs, md))
+
+
+def _find_cell(state: _PageState, ident: str, src: str) -> Cell | None:
+    """The parsed cell this fence is: by id, else the first unrendered executable cell with this source."""
+    cells = state.book.cells
+    if ident:
+        found = next((c for c in cells if c.id == ident and c.executable and c.index not in state.rendered), None)
+        if found:
+            return found
+    body = src.rstrip("\n")
+    return next(
+        (c for c in cells if c.executable and c.index not in state.rendered and c.source.rstrip("\n") == body),
+        None,
+    )
+
+
+def _line_of(text: str, src: str) -> int:
+    """1-based line of the first line of ``src`` in ``text`` (0 when not found)."""
+    first = next((line.strip() for line in src.split("\n") if line.strip()), "")
+    for number, line in enumerate(text.split("\n"), start=1):
+        if first and line.strip() == first:
+            return number - 1  # the fence's opening line
+    return 0
+
+
+def _lint(book: Runbook) -> None:
+    """Warn (``--strict`` fails) about what the runner would reject or a reader could not link to."""
+    for problem in book.problems:
+        log.warning(str(problem))
+    sections = {s.id: s.line for s in book.sections}
+    for cell in book.cells:
+        if not cell.executable:
+            continue
+        if not cell.id:
+            log.warning(
+                f"{book.path}:{cell.line}: executable {cell.lang or 'fence'} cell has no id: "
+                "add {#ID} so the site can link to it and --cell can run it"
+            )
+        elif cell.id in sections:
+            log.warning(
+                f"{book.path}:{cell.line}: duplicate id #{cell.id}: also the section at line {sections[cell.id]}"
+            )
+
+
+class _RepoLinksTreeprocessor(Treeprocessor):  # type: ignore[misc]  # markdown ships no types
+    def __init__(self, md: Markdown, plugin: RunbookPlugin, page_file: File | None) -> None:
+        super().__init__(md)
+        self.plugin = plugin
+        self.page_file = page_file
+
+    def run(self, root: Element) -> None:
+        if self.page_file is None:
+            return
+        for el in root.iter("a"):
+            href = el.get("href")
+            if href:
+                new = self.plugin.site_link(self.page_file, href)
+                if new is not None:
+                    el.set("href", new)
+
+
+class _RepoLinksExtension(Extension):  # type: ignore[misc]
+    """Runs before MkDocs' own link processing (priority 0), on the page being rendered."""
+
+    def __init__(self, plugin: RunbookPlugin) -> None:
+        super().__init__()
+        self.plugin = plugin
+
+    def extendMarkdown(self, md: Markdown) -> None:
+        state = self.plugin._page
+        page_file = None
+        if state is not None:
+            page_file = self.plugin._repo_paths.get(state.path)
+        md.treeprocessors.register(_RepoLinksTreeprocessor(md, self.plugin, page_file), "runbook_repo_links", 1)
