@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import getpass
+import itertools
 import re
 import socket
 import time
@@ -107,6 +108,8 @@ class Executor:
         self._state = _State()
         self._functions: set[str] = set()
         self._names = self._masked_names()
+        cells = plan.cells
+        self._following = {a.index: b for a, b in itertools.pairwise(cells)}
 
     def _masked_names(self) -> dict[int, tuple[str | None, str]]:
         """Each cell's section and label, masked once for the whole run (one redactor call, not two per cell)."""
@@ -223,8 +226,9 @@ class Executor:
                 functools.partial(self._emit, stream, capture),
                 timeout=self.plan.timeout(cell),
                 cwd=cwd,
-                name=cell.label,
+                name=label,
                 snapshot=snapshot,
+                next_cell=self._next_source(cell),
             )
             self._emit_final(stream, capture)
             if last.interrupted:
@@ -275,6 +279,10 @@ class Executor:
         if self.on_cell_done:
             self.on_cell_done(cell, result, last)
         return result
+
+    def _next_source(self, cell: Cell) -> tuple[str, str] | None:
+        following = self._following.get(cell.index)
+        return (following.source, self._names[following.index][1]) if following is not None else None
 
     def _needs_snapshot(self, source: str) -> bool:
         self._functions.update(_FUNCTION_DEF.findall(source))

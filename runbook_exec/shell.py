@@ -38,6 +38,9 @@ _INIT = r"""
 set +o history; HISTFILE=; unset HISTFILE
 PS1=''; PS2=''; PS4='+ '
 set -E -o pipefail
+# Every cell's stdin: a dup of this descriptor is cheaper than opening /dev/null for each cell. bash picks
+# the number (10 or above), so it does not collide with descriptors a cell opens itself (exec 9>lock).
+exec {__rx_null}</dev/null
 __rx_exit=
 __rx_back=
 __rx_snap=
@@ -89,6 +92,7 @@ class Shell(Protocol):
         cwd: str | None = None,
         name: str = "cell",
         snapshot: bool = False,
+        next_cell: tuple[str, str] | None = None,
     ) -> ShellResult: ...
 
     @property
@@ -131,6 +135,7 @@ class BashSession:
         self._dir = tempfile.mkdtemp(prefix="runbook-exec-", dir=_scratch_root())
         self._counter = 0
         self._snap_file = f"{self._dir}/exports"
+        self._prepared: tuple[tuple[str, str], str] | None = None
         self._exports = ""
         self._interrupt_requested = False
         self._child: pexpect.spawn | None = None
@@ -236,29 +241,29 @@ class BashSession:
         cwd: str | None = None,
         name: str = "cell",
         snapshot: bool = False,
+        next_cell: tuple[str, str] | None = None,
     ) -> ShellResult:
-        """Run one cell; stream its raw output to ``output``; return how it ended."""
+        """Run one cell; stream its raw output to ``output``; return how it ended.
+
+        ``next_cell`` (source, name) is written to its file while bash runs this one, so the next
+        call finds it ready (the two cores overlap instead of taking turns).
+        """
         if self._child is None or not self._child.isalive():
             self._restart(self._cwd)
         started = time.monotonic()
-        self._counter += 1
-        cell = f"{self._dir}/{_file_name(name, self._counter)}"
-        fd = os.open(cell, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            # xtrace (if the cell turned it on) resumes only inside the cell, so the runner's own
-            # commands never show up in a trace.
-            os.write(fd, ("__rx_xon; " + source + ("" if source.endswith("\n") else "\n")).encode())
-        finally:
-            os.close(fd)
+        prepared, self._prepared = self._prepared, None
+        cell = prepared[1] if prepared is not None and prepared[0] == (source, name) else self._write(source, name)
         nonce = secrets.token_hex(8)
         line = f"__rx_nonce={nonce}; "
         if snapshot:
             line += f"__rx_snap={shlex.quote(self._snap_file)}; "
         if cwd:
             line += f"__rx_back=$PWD; builtin cd -- {shlex.quote(cwd)} && "
-        line += f"source {shlex.quote(cell)} </dev/null\n"
+        line += f"source {shlex.quote(cell)} <&$__rx_null\n"
         self._interrupt_requested = False
         self._send(line)
+        if next_cell is not None:
+            self._prepared = (next_cell, self._write(*next_cell))
         deadline = started + timeout if timeout else None
         code, cwd_after = self._wait(nonce, output, deadline)
         timed_out = interrupted = restarted = False
@@ -279,6 +284,19 @@ class BashSession:
             cwd=self._cwd,
             duration_s=time.monotonic() - started,
         )
+
+    def _write(self, source: str, name: str) -> str:
+        """Write a cell body to a fresh file in the session's private directory; return its path."""
+        self._counter += 1
+        path = f"{self._dir}/{_file_name(name, self._counter)}"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            # xtrace (if the cell turned it on) resumes only inside the cell, so the runner's own
+            # commands never show up in a trace.
+            os.write(fd, ("__rx_xon; " + source + ("" if source.endswith("\n") else "\n")).encode())
+        finally:
+            os.close(fd)
+        return path
 
     def _send(self, text: str) -> None:
         assert self._child is not None
