@@ -23,11 +23,26 @@ from urllib.parse import quote
 
 from runbook_exec.masking import Redactor, Secret
 
-WORDS = "deploy backend nginx healthy started container image pulled layer exists db ready listening".split()
+WORDS = [
+    "deploy",
+    "backend",
+    "nginx",
+    "healthy",
+    "started",
+    "container",
+    "image",
+    "pulled",
+    "layer",
+    "exists",
+    "db",
+    "ready",
+    "listening",
+]
 
 
-def make_text(size: int, values: list[str], rng: random.Random) -> bytes:
-    """Log lines; one line in 1000 (about one per 100 KB) carries some form of some secret."""
+def make_text(size: int, values: list[str], rng: random.Random, colour: bool = True) -> bytes:
+    """Log lines; one line in 1000 (about one per 100 KB) carries some form of some secret; with ``colour``
+    one line in 7 carries two SGR escape sequences (as coloured tool output does)."""
     lines: list[bytes] = []
     total = 0
     n = 0
@@ -39,7 +54,7 @@ def make_text(size: int, values: list[str], rng: random.Random) -> bytes:
             v = rng.choice(values)
             form = rng.choice([v, json.dumps(v)[1:-1], quote(v, safe=""), base64.b64encode(v.encode()).decode()])
             line += f" value={form}"
-        if n % 7 == 0:
+        if colour and n % 7 == 0:
             line = f"\x1b[32m{line}\x1b[0m"
         data = (line + "\r\n").encode()
         lines.append(data)
@@ -64,17 +79,24 @@ def main() -> None:
     alphabet = string.ascii_letters + string.digits + "-_$'\"@/"
     size = args.mb * 1_000_000
     print(f"{args.mb} MB per run; MB/s (ratio to pass-through in the same chunking)")
-    print(f"{'secrets':>8} {'forms':>7} {'chunk':>7} {'masked':>9} {'floor':>9} {'ratio':>7}")
+    print(f"{'text':>7} {'secrets':>8} {'forms':>7} {'chunk':>7} {'masked':>9} {'floor':>9} {'ratio':>7}")
     for count in (5, 50, 500):
         values = [secrets.token_urlsafe(rng.randint(12, 40)) for _ in range(count // 2)]
-        values += ["".join(rng.choice(alphabet) for _ in range(rng.randint(10, 48))) for _ in range(count - len(values))]
+        values += [
+            "".join(rng.choice(alphabet) for _ in range(rng.randint(10, 48))) for _ in range(count - len(values))
+        ]
         redactor = Redactor([Secret(f"K{i}", v) for i, v in enumerate(values)])
-        data = make_text(size, values, rng)
-        for chunk in (4096, 65536):
-            floor = run(lambda b: b, lambda: b"", data, chunk)
-            stream = redactor.stream()
-            masked = run(stream.feed, stream.flush, data, chunk)
-            print(f"{count:>8} {redactor.needle_count:>7} {chunk:>7} {masked:>9.0f} {floor:>9.0f} {masked / floor:>7.3f}")
+        for colour in (False, True):
+            data = make_text(size, values, rng, colour)
+            kind = "colour" if colour else "plain"
+            for chunk in (4096, 65536):
+                floor = run(lambda b: b, lambda: b"", data, chunk)
+                stream = redactor.stream()
+                masked = run(stream.feed, stream.flush, data, chunk)
+                print(
+                    f"{kind:>7} {count:>8} {redactor.needle_count:>7} {chunk:>7} {masked:>9.0f} {floor:>9.0f}"
+                    f" {masked / floor:>7.3f}"
+                )
 
 
 if __name__ == "__main__":
