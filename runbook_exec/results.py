@@ -41,7 +41,10 @@ class CellResult:
             "section": self.section,
             "line": self.line,
             "when": self.when,
-            "status": self.status,
+            # The report's documented statuses are passed | failed | timed_out | skipped; a refused or
+            # interrupted cell is "failed" with the reason alongside.
+            "status": FAILED if self.status in (REFUSED, INTERRUPTED) else self.status,
+            "reason": self.status if self.status in (REFUSED, INTERRUPTED) else None,
             "exit_code": self.exit_code,
             "attempts": self.attempts,
             "duration_s": round(self.duration_s, 6),
@@ -77,7 +80,8 @@ class RunReport:
         return {
             "runbook": self.runbook,
             "runbook_sha256": self.runbook_sha256,
-            "status": self.status,
+            "status": PASSED if self.status == PASSED else FAILED,
+            "interrupted": self.status == INTERRUPTED,
             "exit_code": self.exit_code,
             "started_at": self.started_at.isoformat(),
             "finished_at": self.finished_at.isoformat(),

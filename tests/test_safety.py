@@ -48,9 +48,10 @@ def _report(work: Path) -> dict[str, object]:
 
 
 def _statuses(work: Path) -> dict[str, str]:
+    """Each cell's status, or its reason when it has one (refused, interrupted)."""
     cells = _report(work)["cells"]
     assert isinstance(cells, list)
-    return {c["id"]: c["status"] for c in cells}
+    return {c["id"]: c["reason"] or c["status"] for c in cells}
 
 
 ARTIFACTS = ["--report", "r.json", "--junit", "j.xml", "--transcript", "t.log", "--no-release-log"]
@@ -120,7 +121,9 @@ def test_sigint_stops_the_cell_runs_failure_cells_and_exits_130(work: Path) -> N
         "collect": "passed",
         "always": "passed",
     }
-    assert _report(work)["status"] == "interrupted"
+    report = _report(work)
+    assert report["status"] == "failed" and report["interrupted"] is True
+    assert next(c for c in report["cells"] if c["id"] == "long")["status"] == "failed"
 
 
 def test_second_sigint_skips_failure_cells(work: Path) -> None:
