@@ -107,6 +107,7 @@ class Executor:
         self.on_cell_done = on_cell_done
         self._state = _State()
         self._functions: set[str] = set()
+        self.prompting = False
         self._names = self._masked_names()
         cells = plan.cells
         self._following = {a.index: b for a, b in itertools.pairwise(cells)}
@@ -130,7 +131,11 @@ class Executor:
         """First call: stop the running cell and go on with failure cells. Second: skip those too."""
         self._state.interrupted += 1
         self._state.signal_exit = exit_code
+        self._state.failed = True  # from now on only when=failure|always cells run
         self.shell.interrupt()
+        if self.prompting:
+            # A question is waiting for an answer: Ctrl-C means "no" (and stop), not "ignore".
+            raise KeyboardInterrupt
 
     # -- output ----------------------------------------------------------------------------------------
 
@@ -194,7 +199,13 @@ class Executor:
             return self._skip(position, total, cell, "when=failure, nothing failed")
 
         if self.confirm and (self.step or cell.danger):
-            answer = self.confirm(cell, self.redactor.mask(cell.source))
+            self.prompting = True
+            try:
+                answer = self.confirm(cell, self.redactor.mask(cell.source))
+            except KeyboardInterrupt:
+                answer = "quit"
+            finally:
+                self.prompting = False
             if answer == "skip":
                 status = REFUSED if cell.danger else SKIPPED
                 if status == REFUSED:

@@ -269,3 +269,14 @@ def test_kill_9_during_20_parallel_appends_leaves_no_torn_record(tmp_path: Path)
     for record in found[1:]:
         assert record.body.split(" ", 1)[0] == record.run_id, record.run_id
         assert record.variables["TAG"] == record.run_id
+
+
+def test_ctrl_c_at_a_danger_prompt_runs_nothing_more(work: Path) -> None:
+    child = _spawn(["danger.md", *ARTIFACTS], work)
+    child.expect_exact("Run it? [y/N]")
+    child.sendintr()
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 130
+    assert "danger ran" not in child.before
+    assert _statuses(work) == {"before": "passed", "down": "refused"}
