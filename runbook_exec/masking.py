@@ -58,7 +58,7 @@ _ANSI_UNFINISHED = re.compile(rb"\x1b(?:\[[0-?]{0,32}[ -/]{0,8}|[()])?\Z")
 _WS = b" \t\r\n\v\f"
 _WORD = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_") | frozenset(range(0x80, 0x100))
 _PREFIX_LEN = 4  # needles are at least this long; the partial-match search filters on this many bytes
-_CTX = 1024  # original bytes kept before the unsent part, for word edges and look-behinds
+_CTX = 256  # original bytes kept before the unsent part, for word edges and look-behinds
 
 
 @dataclass(frozen=True)
@@ -218,6 +218,7 @@ def forms(value: str, *, with_base64: bool = True) -> set[bytes]:
 
 # ---------------------------------------------------------------------------------------------------------
 # Mapping the normalised view back to the original bytes
+
 
 def _kept(data: bytes) -> int:
     return len(data.translate(None, _WS))
@@ -406,12 +407,15 @@ class Redactor:
         self._maxlen = max((len(n) for n in self._needles), default=0)
         self._ac = None
         self._prefix_ac = None
+        self._short_open: set[bytes] = set()
         if self._needles:
             # Standard match kind: overlapping matches are needed so overlapping secrets all count. The DFA
             # is 1.7-2.5x faster than the default NFA from 50 secrets x all forms up (bench/masking.py).
             standard, dfa = ahocorasick_rs.MATCHKIND_STANDARD, ahocorasick_rs.Implementation.DFA
             self._ac = ahocorasick_rs.BytesAhoCorasick(self._needles, matchkind=standard, implementation=dfa)
             prefixes = sorted({n[:_PREFIX_LEN] for n in self._needles})
+            # Open tails shorter than _PREFIX_LEN are looked up here instead of bisecting the needles.
+            self._short_open = {n[:i] for n in self._needles for i in range(1, _PREFIX_LEN) if i < len(n)}
             self._prefix_ac = ahocorasick_rs.BytesAhoCorasick(prefixes, matchkind=standard)
         triggers: dict[bytes, list[SecretPattern]] = {}
         for p in self.patterns:
@@ -548,9 +552,11 @@ class Redactor:
         n = len(norm)
         lo = max(0, n - self._maxlen)
         candidates = [lo + s for _, s, _ in self._prefix_ac.find_matches_as_indexes(norm[lo:], overlapping=True)]
-        candidates.extend(range(max(lo, n - _PREFIX_LEN + 1), n))
         for i in sorted(set(candidates)):
             if self._open_prefix(norm[i:]):
+                return i
+        for i in range(max(lo, n - _PREFIX_LEN + 1), n):
+            if norm[i:] in self._short_open:
                 return i
         return None
 
@@ -572,7 +578,7 @@ class Redactor:
         hold = len(data)
         if self._trigger_ac is None:
             return spans, hold
-        for idx, rel, _ in self._trigger_ac.find_matches_as_indexes(data[start:]):
+        for idx, rel, _ in self._trigger_ac.find_matches_as_indexes(memoryview(data)[start:]):
             ts = rel + start
             for p in self._trigger_patterns[idx]:
                 if not final and p.viable.match(data, ts):

@@ -1,0 +1,76 @@
+"""Whole-runner throughput: a large output cell through ``runbook-exec`` (masked) vs a raw pty read loop.
+
+Floor measured in the same run: the same command under ``pty.fork`` read with ``os.read(fd, 65536)`` and
+discarded. The runner run has an env file with 50 secrets, so every byte passes the redactor, the
+terminal (stdout to /dev/null) and the transcript. Peak RSS of the runner comes from ``wait4``.
+
+    python bench/runner_throughput.py [--mb 200] [--rss-mb 1000]
+
+Goals (issue 3): masked >= 70% of the raw pty rate; peak RSS <= 40 MiB for a 1 GB output cell.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pty
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+COMMAND = "yes " + "x" * 99 + " | head -c {n} || true"  # `yes` outruns the pty (`fold` did not); SIGPIPE is ignored
+
+
+def raw_pty(n: int) -> float:
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execvp("bash", ["bash", "-c", "stty -onlcr; " + COMMAND.format(n=n)])
+    t0 = time.perf_counter()
+    try:
+        while os.read(fd, 65536):
+            pass
+    except OSError:
+        pass
+    os.waitpid(pid, 0)
+    return n / (time.perf_counter() - t0) / 1e6
+
+
+def runner(n: int, work: Path) -> tuple[float, float]:
+    book = work / "big.md"
+    book.write_text(f"# big\n\n```bash {{#big .exec timeout=3600}}\n{COMMAND.format(n=n)}\n```\n", encoding="utf-8")
+    env = work / "bench.env"
+    env.write_text("".join(f"K{i}_TOKEN='{secrets.token_urlsafe(24)}'\n" for i in range(50)), encoding="utf-8")
+    args = [sys.executable, "-m", "runbook_exec.cli", str(book), "--env-file", str(env), "--no-release-log",
+            "--transcript", str(work / "t.log"), "--report", str(work / "r.json"),
+            "--junit", str(work / "j.xml")]  # fmt: skip
+    t0 = time.perf_counter()
+    with open(os.devnull, "wb") as sink:
+        proc = subprocess.Popen(args, stdout=sink, stderr=sink, cwd=work)
+        _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - t0
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"runner failed with {os.waitstatus_to_exitcode(status)}")
+    return n / seconds / 1e6, usage.ru_maxrss / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mb", type=int, default=200)
+    parser.add_argument("--rss-mb", type=int, default=1000, help="output size for the peak RSS run (0: skip)")
+    args = parser.parse_args()
+    n = args.mb * 1_000_000
+    with tempfile.TemporaryDirectory() as tmp:
+        floor = raw_pty(n)
+        masked, rss = runner(n, Path(tmp))
+        print(f"{args.mb} MB output cell: raw pty {floor:.0f} MB/s, runner masked {masked:.0f} MB/s, "
+              f"ratio {masked / floor:.2f} (goal >= 0.70); peak RSS {rss:.1f} MiB")  # fmt: skip
+        if args.rss_mb:
+            rate, rss = runner(args.rss_mb * 1_000_000, Path(tmp))
+            print(f"{args.rss_mb} MB output cell: runner masked {rate:.0f} MB/s, peak RSS {rss:.1f} MiB (goal <= 40)")
+
+
+if __name__ == "__main__":
+    main()
