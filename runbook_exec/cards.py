@@ -102,10 +102,12 @@ def render_card(book: Runbook, cell: Cell, code_html: str, runbook_path: str) ->
         )
 
     classes = "runbook-cell runbook-cell--danger" if cell.danger else "runbook-cell"
+    # The anchor sits on the header, not on the card: Material names each code block after its closest
+    # ancestor with an id, and two blocks under one id would make both copy buttons copy the first block.
     anchor = f' id="{escape(cell.id)}"' if cell.id else ""
     return (
-        f'<div class="{classes}"{anchor} data-runbook-cell="{escape(cell.label)}" data-lang="{escape(cell.lang)}">'
-        f'<div class="runbook-cell__head">{" ".join(head)}</div>'
+        f'<div class="{classes}" data-runbook-cell="{escape(cell.label)}" data-lang="{escape(cell.lang)}">'
+        f'<div class="runbook-cell__head"{anchor}>{" ".join(head)}</div>'
         f"{code_html}{run}</div>"
     )
 
@@ -117,13 +119,12 @@ CSS = """\
   border-radius: 4px;
   margin: 1em 0;
   padding: 0.4em 0.6em 0.2em;
-  scroll-margin-top: 3.6rem;
 }
 .runbook-cell--danger { border-left-color: #d32f2f; }
-.runbook-cell:target { box-shadow: 0 0 0 2px var(--md-accent-fg-color, #526cfe); }
+.runbook-cell:has(> .runbook-cell__head:target) { box-shadow: 0 0 0 2px var(--md-accent-fg-color, #526cfe); }
 .runbook-cell__head {
   display: flex; flex-wrap: wrap; gap: 0.3em 0.5em; align-items: center;
-  font-size: 0.72rem; margin-bottom: 0.2em;
+  font-size: 0.72rem; margin-bottom: 0.2em; scroll-margin-top: 3.6rem;
 }
 .runbook-cell__id { font-family: var(--md-code-font-family, monospace); font-weight: 700; }
 .runbook-cell__id--missing { color: #d32f2f; }

@@ -97,7 +97,9 @@ def test_every_exec_cell_has_card_anchor_and_run_command(site: tuple[Built, Runb
     cards = page.find_all("div", "runbook-cell")
     cells = book.executable_cells()
     assert cells, "the runbook has no executable cells"
-    assert [c.attrs.get("id") for c in cards] == [c.id for c in cells]
+    assert [c.attrs.get("data-runbook-cell") for c in cards] == [c.label for c in cells]
+    # The anchor is the card's header; no element inside a card has another id than Pygments' line anchors.
+    assert [c.find_all("div", "runbook-cell__head")[0].attrs.get("id") for c in cards] == [c.id for c in cells]
     heading_ids = {n.attrs["id"] for n in page.iter() if re.fullmatch(r"h[1-6]", n.tag) and "id" in n.attrs}
     for card, cell in zip(cards, cells, strict=True):
         where = f"cell #{cell.id} (line {cell.line})"
@@ -168,7 +170,7 @@ def test_no_attribute_list_reaches_the_html(site: tuple[Built, Runbook]) -> None
 def test_fixture_cards_show_options_and_korean_sections(fixture_site: tuple[Built, Runbook]) -> None:
     built, book = fixture_site
     page = _page(built)
-    cards = {c.attrs["id"]: c for c in page.find_all("div", "runbook-cell")}
+    cards = {c.attrs["data-runbook-cell"]: c for c in page.find_all("div", "runbook-cell")}
     assert "⚠ danger" in cards["rollback-up"].text()
     assert "retries 5, interval 2s" in cards["wait-healthy"].text()
     assert "healthy 대기" in cards["wait-healthy"].text()  # title= still works on a card
