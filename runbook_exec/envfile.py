@@ -17,7 +17,8 @@ from runbook_exec.errors import RunbookError
 
 _KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*")
 _VAR = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?+])([^}]*))?\}|([A-Za-z_][A-Za-z0-9_]*))")
-_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", '"': '"', "$": "$"}
+# ``\$`` is a literal dollar sign: kept as NUL through interpolation, then restored.
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", '"': '"', "$": "\0"}
 
 
 def parse_env_file(path: str | Path, environ: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -58,9 +59,11 @@ def parse_env_text(text: str, path: str = "<env>", environ: Mapping[str, str] | 
         key, sep, rest = stripped.partition("=")
         key = key.strip()
         if not sep:
-            raise RunbookError(f"{path}:{lineno}: expected KEY=VALUE, found no '=' (line starts {key[:20]!r})")
+            # The line is not quoted back: it may be a value pasted without its key.
+            raise RunbookError(f"{path}:{lineno}: expected KEY=VALUE, found no '='")
         if not _KEY.fullmatch(key):
-            raise RunbookError(f"{path}:{lineno}: invalid key name {key[:40]!r}")
+            shown = repr(key[:40]) if len(key) <= 40 and re.fullmatch(r"[\w.\-]+", key) else "(not shown)"
+            raise RunbookError(f"{path}:{lineno}: invalid key name {shown}")
         rest = rest.lstrip()
         if rest[:1] == "'":
             end = rest.find("'", 1)
@@ -74,7 +77,7 @@ def parse_env_text(text: str, path: str = "<env>", environ: Mapping[str, str] | 
                 raise RunbookError(f"{path}:{lineno}: {key}: unterminated double quote")
             i += consumed
             _check_trailing(tail, path, lineno, key)
-            value = _interpolate(body, values, env, path, lineno, key)
+            value = _interpolate(body, values, env, path, lineno, key).replace("\0", "$")
         else:
             value = re.split(r"\s#", rest, maxsplit=1)[0].strip()
             value = _interpolate(value, values, env, path, lineno, key)

@@ -1,0 +1,62 @@
+"""Env files are read with Docker Compose's rules: a case file, also checked against the real Compose binary."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from runbook_exec.envfile import parse_env_file, parse_env_text
+from runbook_exec.errors import RunbookError
+
+from compose_env import compose_command
+from conftest import FIXTURES
+
+CASES: list[dict[str, Any]] = yaml.safe_load((FIXTURES / "envfile" / "cases.yaml").read_text())
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
+def test_env_case(case: dict[str, Any]) -> None:
+    if "error" in case:
+        with pytest.raises(RunbookError) as info:
+            parse_env_text(case["text"], "case.env", environ={})
+        assert case["error"] in str(info.value)
+        assert str(info.value).startswith("case.env:")
+        return
+    assert parse_env_text(case["text"], "case.env", environ={}) == case["want"]
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if "want" in c], ids=[c["name"] for c in CASES if "want" in c])
+def test_compose_reads_the_same(case: dict[str, Any], tmp_path: Path) -> None:
+    command = compose_command()
+    if command is None:
+        pytest.skip("no Compose v2 binary")
+    (tmp_path / "case.env").write_bytes(case["text"].encode())
+    (tmp_path / "compose.yml").write_text("services:\n  s:\n    image: scratch\n    env_file: case.env\n")
+    result = subprocess.run(
+        [*command, "-f", "compose.yml", "config", "--format", "json"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={"PATH": "/usr/bin:/bin"},
+    )
+    assert result.returncode == 0, result.stderr
+    environment = json.loads(result.stdout)["services"]["s"].get("environment") or {}
+    # `config` prints a literal $ as $$ (its own escaping); undo that to compare values.
+    got = {k: ("" if v is None else v.replace("$$", "$")) for k, v in environment.items()}
+    assert got == parse_env_file(tmp_path / "case.env", environ={})
+
+
+@pytest.mark.parametrize(
+    "line", ['OPENAI_API_KEY "sk-proj-abcdef123456"', "=sk-proj-abcdef123456", "A='sk-proj-abcdef123456"]
+)
+def test_values_never_appear_in_errors(line: str) -> None:
+    with pytest.raises(RunbookError) as info:
+        parse_env_text(f"GOOD=value-one-123\n{line}\n", "x.env", environ={})
+    assert "abcdef123456" not in str(info.value)
+    assert str(info.value).startswith("x.env:2: ")
