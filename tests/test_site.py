@@ -277,3 +277,12 @@ def test_serve_rebuilds_when_the_runbook_changes(tmp_path: Path) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.communicate()
+
+
+def test_docs_pass_the_runbook_linter() -> None:
+    """pre-commit runs ``runbook-exec check`` on docs/*.md too: the site's own pages must pass it."""
+    from conftest import run_cli
+
+    pages = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "docs").glob("*.md"))
+    done = run_cli(["check", *pages], cwd=ROOT)
+    assert done.returncode == 0, done.stdout + done.stderr
