@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 import yaml
-from compose_env import COMPOSE_FILE, clean_environ, compose_command, generated_env, write_env_file
 
+from compose_env import COMPOSE_FILE, clean_environ, compose_command, generated_env, write_env_file
 from conftest import FIXTURES
 
 CASES: list[dict[str, Any]] = yaml.safe_load((FIXTURES / "compose" / "config-cases.yaml").read_text())
@@ -164,9 +164,9 @@ def test_env_sample_has_key_names_only() -> None:
     ["ops/ci/engine.sh", "ops/ci/images/postgres/docker-entrypoint.sh", "ops/sample-app/common/prepare-image.sh"],
 )
 def test_ops_scripts_pass_shellcheck(script: str) -> None:
-    from compose_env import ROOT
-
     from runbook_exec.shellcheck import find_shellcheck
+
+    from compose_env import ROOT
 
     binary = find_shellcheck()
     if binary is None:

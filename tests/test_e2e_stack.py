@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+
 from compose_env import COMPOSE_FILE, ROOT, clean_environ, compose_command, generated_env, write_env_file
 
 pytestmark = pytest.mark.e2e
