@@ -107,15 +107,10 @@ def build_plan(book: Runbook, args: argparse.Namespace, *, tolerant: bool = Fals
         interactive=_interactive(),
     )
     if tolerant and not args.env_file and book.settings.env_file and not Path(book.settings.env_file).exists():
-        # A dry run on a machine without the env file still shows the plan; values are unknown.
-        options = Options(**{**options.__dict__, "env_file": None})
-        selection_plan = build(_without_env(book), selection, options)
-        return selection_plan
+        # A dry run on a machine without the env file (a reviewer's laptop) still shows the plan.
+        print(f"note: {book.settings.env_file} not found; dry run without its values", file=sys.stderr)
+        book = replace(book, settings=replace(book.settings, env_file=None, env_sample=None))
     return build(book, selection, options)
-
-
-def _without_env(book: Runbook) -> Runbook:
-    return replace(book, settings=replace(book.settings, env_file=None, env_sample=None))
 
 
 def honor_list_request(book: Runbook, as_json: bool) -> int:
