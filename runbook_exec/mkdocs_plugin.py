@@ -76,6 +76,7 @@ class RunbookPlugin(BasePlugin[RunbookConfig]):  # type: ignore[no-untyped-call]
         self._root = Path(".")
         self._sources: dict[str, Path] = {}  # src_uri -> absolute path of each published runbook
         self._repo_paths: dict[str, File] = {}  # repository-relative path -> File
+        self._by_uri: dict[str, str] = {}  # src_uri -> repository-relative path
         self._files: Files | None = None
         self._page: _PageState | None = None
 
@@ -117,9 +118,8 @@ class RunbookPlugin(BasePlugin[RunbookConfig]):  # type: ignore[no-untyped-call]
             files.append(File.generated(config, CSS_URI, content=cards.CSS))
         docs = Path(config.docs_dir).resolve()
         docs_rel = posixpath.relpath(docs.as_posix(), self._root.as_posix())
-        self._repo_paths = {}
-        for file in files:
-            self._repo_paths[self._repo_path(file, docs_rel)] = file
+        self._repo_paths = {self._repo_path(file, docs_rel): file for file in files}
+        self._by_uri = {file.src_uri: repo for repo, file in self._repo_paths.items()}
         self._files = files
         return files
 
@@ -155,10 +155,7 @@ class RunbookPlugin(BasePlugin[RunbookConfig]):  # type: ignore[no-untyped-call]
         return html
 
     def _page_path(self, file: File) -> str:
-        for repo, f in self._repo_paths.items():
-            if f is file:
-                return repo
-        return file.src_uri
+        return self._by_uri.get(file.src_uri, file.src_uri)
 
     # -- the custom fence ------------------------------------------------------------------------------
 
