@@ -256,10 +256,12 @@ def _variables(
     for name in given:
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
             problems.append(Problem(path, 0, f"--var {name}=...: not a valid shell variable name"))
-    for spec in book.settings.vars:
+    # Variables read from the release log come last: TAG_PREV depends on this run's TAG.
+    ordered = sorted(book.settings.vars, key=lambda v: v.source == "release_log")
+    for spec in ordered:
         value: str | None = given.get(spec.name)
         if value is None and spec.source == "release_log":
-            value = _from_release_log(release_log, spec.name)
+            value = _from_release_log(release_log, spec.name, values)
         if value is None:
             value = environ.get(spec.name)
         if value is None:
@@ -310,8 +312,9 @@ def _var_line(book: Runbook, name: str) -> int:
     return 1
 
 
-def _from_release_log(release_log: str | None, name: str) -> str | None:
+def _from_release_log(release_log: str | None, name: str, known: Mapping[str, str]) -> str | None:
+    """``X_PREV``: the last successful value of ``X`` in the release log other than this run's ``X``."""
     if not release_log or not Path(release_log).is_file():
         return None
     base = name[: -len("_PREV")] if name.endswith("_PREV") else name
-    return last_successful(release_log, base)
+    return last_successful(release_log, base, exclude=known.get(base) if base != name else None)

@@ -453,20 +453,20 @@ def _record(rid: str, line: int, inner: list[str]) -> Record | None:
     return Record(run_id=rid, line=line, meta=meta, body="\n".join(inner[1:]))
 
 
-def last_successful(log_path: str | Path, var: str = "TAG") -> str | None:
+def last_successful(log_path: str | Path, var: str = "TAG", exclude: str | None = None) -> str | None:
     """The value of ``var`` in the last passed record that deployed something (``TAG``: what it left running).
 
     For ``TAG`` this is the record's ``deployed`` value, so a passed rollback makes its TAG_PREV the
-    current one and a passed preflight-only run changes nothing.
+    current one and a passed preflight-only run changes nothing. ``exclude`` skips records holding that
+    value: the previous TAG of a run with TAG=B is the last one that was not B (a rollback of B, or a
+    second deploy of B, must not name B itself).
     """
     for record in reversed(records(log_path)):
         if record.status != PASSED:
             continue
         if "deployed" in record.meta and record.deployed is None:
             continue
-        if var == "TAG" and record.deployed:
-            return record.deployed
-        value = record.variables.get(var)
-        if isinstance(value, str) and value:
+        value = record.deployed if var == "TAG" and record.deployed else record.variables.get(var)
+        if isinstance(value, str) and value and value != exclude:
             return value
     return None
