@@ -262,6 +262,9 @@ def _session_env(plan: Plan) -> dict[str, str]:
     env = dict(os.environ)
     env.update(plan.env)
     env["RUNBOOK_FILE"] = str(Path(plan.runbook.path).resolve())
+    # Cells run on a pty, so Compose would redraw a live progress display into the transcript and the
+    # failure record's last lines; plain progress keeps the log readable (an operator's own value wins).
+    env.setdefault("COMPOSE_PROGRESS", "plain")
     if plan.release_log:
         env["RUNBOOK_RELEASE_LOG"] = str(Path(plan.release_log).resolve())
     return env

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,6 +12,13 @@ from typing import BinaryIO
 from xml.etree import ElementTree as ET
 
 from runbook_exec.results import FAILED, INTERRUPTED, REFUSED, SKIPPED, TIMED_OUT, RunReport
+
+_ANSI = re.compile(rb"\x1b(\[[0-9;?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)|[@-Z\\-_])")
+
+
+def _plain(data: bytes) -> bytes:
+    """Drop colors and cursor moves: they belong to the terminal, the transcript is a log."""
+    return _ANSI.sub(b"", data) if b"\x1b" in data else data
 
 
 def run_dir(base: str | Path = ".runbook/runs") -> Path:
@@ -60,13 +68,13 @@ class Transcript:
         self._partial = data[cut + 1 :]
         prefix = self._stamp() + b" " + self._label + b" | "
         # One C-level replace instead of a Python loop over lines (a 200 MB cell has millions of them).
-        body = data[:cut].replace(b"\r\n", b"\n")
+        body = _plain(data[:cut]).replace(b"\r\n", b"\n")
         self._fh.write(prefix + body.replace(b"\n", b"\n" + prefix) + b"\n")
 
     def finish(self) -> None:
         """End the current cell: write an unfinished last line and flush to disk."""
         if self._partial:
-            self._fh.write(self._stamp() + b" " + self._label + b" | " + self._partial + b"\n")
+            self._fh.write(self._stamp() + b" " + self._label + b" | " + _plain(self._partial) + b"\n")
             self._partial = b""
         self._fh.flush()
 
