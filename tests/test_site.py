@@ -18,10 +18,11 @@ from pathlib import Path
 
 import markdown
 import pytest
-from site_support import FIXTURES, ROOT, RUNBOOK, Built, Node, article, build, minimal_config, parse_html, site_tree
 
 from runbook_exec import document
 from runbook_exec.document import Runbook
+
+from site_support import FIXTURES, ROOT, RUNBOOK, Built, Node, article, build, minimal_config, parse_html, site_tree
 
 LINT = sorted((FIXTURES / "lint").glob("*.md"))
 # Fence keys of the runner / Runme that must never become HTML attributes (HTMLParser lowercases names).

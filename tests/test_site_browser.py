@@ -17,10 +17,11 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from site_browser import Browser, find_chromium
-from site_support import FIXTURES, ROOT, RUNBOOK, build, site_tree
 
 from runbook_exec import document
+
+from site_browser import Browser, find_chromium
+from site_support import FIXTURES, ROOT, RUNBOOK, build, site_tree
 
 pytestmark = pytest.mark.browser
 SHOTS = ROOT / ".runbook" / "site"
