@@ -19,7 +19,7 @@ from runbook_exec.console import Console
 from runbook_exec.document import Cell
 from runbook_exec.masking import MaskStream, Redactor
 from runbook_exec.plan import Plan
-from runbook_exec.report import Transcript
+from runbook_exec.report import Transcript, plain
 from runbook_exec.results import (
     FAILED,
     INTERRUPTED,
@@ -62,12 +62,12 @@ class Capture:
             del self.tail[: len(self.tail) - _KEEP]
 
     def last_lines(self, n: int = TAIL_LINES) -> tuple[str, ...]:
-        text = bytes(self.tail).replace(b"\r\n", b"\n").rstrip(b"\n")
+        text = plain(bytes(self.tail)).replace(b"\r\n", b"\n").rstrip(b"\n")
         lines = [ln.rsplit(b"\r", 1)[-1] for ln in text.split(b"\n")][-n:] if text else []
         return tuple(ln.decode("utf-8", "replace") for ln in lines)
 
     def first_error(self) -> str | None:
-        for source in (bytes(self.head), bytes(self.tail)):
+        for source in (plain(bytes(self.head)), plain(bytes(self.tail))):
             for line in source.replace(b"\r\n", b"\n").split(b"\n"):
                 if _ERROR_LINE.search(line):
                     return line.strip().decode("utf-8", "replace")[:500]

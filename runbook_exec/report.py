@@ -16,7 +16,7 @@ from runbook_exec.results import FAILED, INTERRUPTED, REFUSED, SKIPPED, TIMED_OU
 _ANSI = re.compile(rb"\x1b(\[[0-9;?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)|[@-Z\\-_])")
 
 
-def _plain(data: bytes) -> bytes:
+def plain(data: bytes) -> bytes:
     """Drop colors and cursor moves: they belong to the terminal, the transcript is a log."""
     return _ANSI.sub(b"", data) if b"\x1b" in data else data
 
@@ -68,13 +68,13 @@ class Transcript:
         self._partial = data[cut + 1 :]
         prefix = self._stamp() + b" " + self._label + b" | "
         # One C-level replace instead of a Python loop over lines (a 200 MB cell has millions of them).
-        body = _plain(data[:cut]).replace(b"\r\n", b"\n")
+        body = plain(data[:cut]).replace(b"\r\n", b"\n")
         self._fh.write(prefix + body.replace(b"\n", b"\n" + prefix) + b"\n")
 
     def finish(self) -> None:
         """End the current cell: write an unfinished last line and flush to disk."""
         if self._partial:
-            self._fh.write(self._stamp() + b" " + self._label + b" | " + _plain(self._partial) + b"\n")
+            self._fh.write(self._stamp() + b" " + self._label + b" | " + plain(self._partial) + b"\n")
             self._partial = b""
         self._fh.flush()
 
@@ -129,11 +129,19 @@ def write_junit(report: RunReport, path: Path) -> None:
         elif cell.status != "passed":
             message = f"{cell.status}" + (f" (exit {cell.exit_code})" if cell.exit_code is not None else "")
             failure = ET.SubElement(case, "failure", message=message, type=cell.status)
-            failure.text = "\n".join(cell.tail)
+            failure.text = _xml_text("\n".join(cell.tail))
     root = ET.Element("testsuites")
     root.append(suite)
     ET.indent(root)
     _atomic_write(path, ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n")
+
+
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+def _xml_text(text: str) -> str:
+    """Output may hold terminal escapes and other control bytes that XML 1.0 forbids: drop them."""
+    return _NOT_XML.sub("", _ANSI.sub(b"", text.encode("utf-8", "surrogateescape")).decode("utf-8", "replace"))
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
