@@ -30,7 +30,7 @@ from runbook_exec.results import (
     CellResult,
     RunReport,
 )
-from runbook_exec.shell import Shell, ShellResult
+from runbook_exec.shell import Shell, ShellResult, Started
 
 TAIL_LINES = 20
 _KEEP = 64 * 1024
@@ -39,10 +39,12 @@ _ERROR_LINE = re.compile(rb"(?i)(error|fail|fatal|denied|refused|not found|excep
 # Answer to a confirmation: "run", "skip" or "quit".
 Confirm = Callable[[Cell, str], str]
 
-# Cells that may change exported variables. Only these pay for an ``export -p`` snapshot (~75 us), which is
-# what ``--resume`` and a session restart restore; a cell of plain commands does not.
+# Cells that may change shell state (exported variables, options, traps). Only these pay for an
+# ``export -p`` snapshot (~75 us, what ``--resume`` and a session restart restore) and for re-arming the
+# runner's ERR trap and pipefail; a cell of plain commands does not.
 _STATEFUL = re.compile(
-    r"=|\b(export|declare|typeset|readonly|unset|source|eval|cd|pushd|popd|set|shopt|alias|local)\b|(^|[;&|({\s])\.\s"
+    r"=|\b(export|declare|typeset|readonly|unset|source|eval|cd|pushd|popd|set|shopt|alias|local|trap|exec)\b"
+    r"|(^|[;&|({\s])\.\s"
 )
 _FUNCTION_DEF = re.compile(r"(?m)^\s*(?:function\s+)?([A-Za-z_][\w:-]*)\s*\(\s*\)")
 
@@ -108,6 +110,7 @@ class Executor:
         self._state = _State()
         self._functions: set[str] = set()
         self.prompting = False
+        self._pending: tuple[Cell, Started] | None = None
         self._names = self._masked_names()
         cells = plan.cells
         self._following = {a.index: b for a, b in itertools.pairwise(cells)}
@@ -186,35 +189,80 @@ class Executor:
         self._say(self.console.skipped(position, total, section, label, why), masked_already=True)
         return CellResult(cell.id, label, cell.section, cell.line, cell.options.when, status)
 
-    def _one(self, position: int, total: int, cell: Cell) -> CellResult:
+    def _skip_reason(self, cell: Cell) -> str | None:
+        """Why ``cell`` is not run given what happened so far, or None when it runs."""
         state = self._state
         when = cell.options.when
         if state.quit:
-            return self._skip(position, total, cell, "quit")
+            return "quit"
         if state.interrupted >= 2:
-            return self._skip(position, total, cell, "interrupted twice")
+            return "interrupted twice"
         if when == "success" and state.failed:
-            return self._skip(position, total, cell, "an earlier cell failed")
+            return "an earlier cell failed"
         if when == "failure" and not state.failed:
-            return self._skip(position, total, cell, "when=failure, nothing failed")
+            return "when=failure, nothing failed"
+        return None
 
-        if self.confirm and (self.step or cell.danger):
-            self.prompting = True
-            try:
-                answer = self.confirm(cell, self.redactor.mask(cell.source))
-            except KeyboardInterrupt:
-                answer = "quit"
-            finally:
-                self.prompting = False
-            if answer == "skip":
-                status = REFUSED if cell.danger else SKIPPED
-                if status == REFUSED:
-                    state.failed = True
-                return self._skip(position, total, cell, "declined", status)
-            if answer == "quit":
-                state.quit = True
+    def _ask(self, position: int, total: int, cell: Cell) -> CellResult | None:
+        """Confirmation of a .danger cell (or of every cell with --step); a result when it is not run."""
+        if not (self.confirm and (self.step or cell.danger)):
+            return None
+        state = self._state
+        self.prompting = True
+        try:
+            answer = self.confirm(cell, self.redactor.mask(cell.source))
+        except KeyboardInterrupt:
+            answer = "quit"
+        finally:
+            self.prompting = False
+        if answer == "skip":
+            status = REFUSED if cell.danger else SKIPPED
+            if status == REFUSED:
                 state.failed = True
-                return self._skip(position, total, cell, "quit", REFUSED)
+            return self._skip(position, total, cell, "declined", status)
+        if answer == "quit":
+            state.quit = True
+            state.failed = True
+            return self._skip(position, total, cell, "quit", REFUSED)
+        return None
+
+    def _cwd(self, cell: Cell) -> str | None:
+        return str((self.plan.runbook.base_dir / cell.options.cwd).resolve()) if cell.options.cwd else None
+
+    def _start(self, cell: Cell) -> Started:
+        return self.shell.start(
+            cell.source,
+            cwd=self._cwd(cell),
+            name=self._names[cell.index][1],
+            snapshot=self._needs_snapshot(cell.source),
+            next_cell=self._next_source(cell),
+        )
+
+    def _start_next(self, cell: Cell) -> None:
+        """Send the following cell to bash now, when it will run anyway, so this cell's bookkeeping
+        (result line, reports, resume state) overlaps with bash instead of adding to every cell."""
+        following = self._following.get(cell.index)
+        if (
+            following is None
+            or following.danger
+            or self.step
+            or self._state.interrupted
+            or self._skip_reason(following) is not None
+        ):
+            return
+        self._pending = (following, self._start(following))
+
+    def _one(self, position: int, total: int, cell: Cell) -> CellResult:
+        state = self._state
+        pending = self._pending[1] if self._pending is not None and self._pending[0] is cell else None
+        self._pending = None
+        if pending is None:
+            reason = self._skip_reason(cell)
+            if reason is not None:
+                return self._skip(position, total, cell, reason)
+            refused = self._ask(position, total, cell)
+            if refused is not None:
+                return refused
 
         section, label = self._names[cell.index]
         self._say(self.console.header(position, total, section, label), masked_already=True)
@@ -228,19 +276,12 @@ class Executor:
         last: ShellResult | None = None
         status = FAILED
         retries = cell.options.retries
-        cwd = str((self.plan.runbook.base_dir / cell.options.cwd).resolve()) if cell.options.cwd else None
-        snapshot = self._needs_snapshot(cell.source)
         while True:
             attempts += 1
-            last = self.shell.run(
-                cell.source,
-                functools.partial(self._emit, stream, capture),
-                timeout=self.plan.timeout(cell),
-                cwd=cwd,
-                name=label,
-                snapshot=snapshot,
-                next_cell=self._next_source(cell),
-            )
+            emit = functools.partial(self._emit, stream, capture)
+            started = pending if pending is not None else self._start(cell)
+            pending = None
+            last = self.shell.wait(started, emit, timeout=self.plan.timeout(cell))
             self._emit_final(stream, capture)
             if last.interrupted:
                 status = INTERRUPTED
@@ -256,7 +297,7 @@ class Executor:
                 break
             self._say(
                 self.console.note(
-                    f"↻ {cell.label}: exit {last.exit_code}; retry {attempts}/{retries} in {cell.options.interval:g} s",
+                    f"↻ {label}: exit {last.exit_code}; retry {attempts}/{retries} in {cell.options.interval:g} s",
                     "dim",
                 )
             )
@@ -264,28 +305,30 @@ class Executor:
                 status = INTERRUPTED
                 break
             stream = self.redactor.stream()
+        duration = time.monotonic() - t0
+        if status != PASSED:
+            state.failed = True
+        self._start_next(cell)
         if last is not None and last.restarted:
             self._say(
                 self.console.note("note: the shell session was restarted; only cwd and the environment carried over")
             )
-        if status != PASSED:
-            state.failed = True
         result = CellResult(
             id=cell.id,
             label=label,
             section=cell.section,
             line=cell.line,
-            when=when,
+            when=cell.options.when,
             status=status,
             exit_code=last.exit_code if last else None,
             attempts=attempts,
-            duration_s=time.monotonic() - t0,
+            duration_s=duration,
             started_at=started_at,
             first_error=None if status == PASSED else capture.first_error(),
             tail=capture.last_lines(),
         )
         if status == TIMED_OUT:
-            self._say(self.console.note(f"⏱ {cell.label}: timed out after {self.plan.timeout(cell):g} s", "red"))
+            self._say(self.console.note(f"⏱ {label}: timed out after {self.plan.timeout(cell):g} s", "red"))
         self._say(self.console.result(result, cell.options.expect), masked_already=True)
         if self.on_cell_done:
             self.on_cell_done(cell, result, last)

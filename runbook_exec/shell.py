@@ -52,18 +52,20 @@ exit() {
 # Unwind only inside the cell (a sourced file or a function), never at the session's top level.
 __rx_trap='__rx_rc=$?; set +e; if [[ -n ${BASH_SOURCE[0]+s}${FUNCNAME[0]+f} ]]; then return "$__rx_rc"; fi'
 trap "$__rx_trap" ERR
-__rx_prompt() {
+# After a cell: restore what the runner owns. Only a cell that may have changed shell state (the runner
+# asks for a snapshot then), used `exit` or ran with cwd= takes this path; plain cells skip it.
+__rx_after() {
   if [[ -n ${__rx_exit-} ]]; then __rx_st=$__rx_exit; __rx_exit=; fi
   if [[ -n ${__rx_back-} ]]; then builtin cd -- "$__rx_back" 2>/dev/null || :; __rx_back=; fi
   trap "$__rx_trap" ERR
   set -E -o pipefail
   if [[ -n ${__rx_snap-} ]]; then export -p >"$__rx_snap" 2>/dev/null || :; __rx_snap=; fi
-  builtin printf '\036%s:%s:%s\037' "${__rx_nonce-}" "$__rx_st" "$PWD"
 }
 __rx_xon() { if [[ $__rx_x == *x* ]]; then set -x; fi; }
 # xtrace stays off between cells (so the runner's own commands never show in a trace) and is resumed
 # by the first line of the next cell. Closing fd 2 hides the trace of `set +x` itself, cheaper than /dev/null.
-PROMPT_COMMAND='{ __rx_st=$?; __rx_x=$-; set +x; } 2>&-; __rx_prompt'
+PROMPT_COMMAND='{ __rx_st=$?; __rx_x=$-; set +x; } 2>&-; [[ -z ${__rx_exit-}${__rx_back-}${__rx_snap-} ]] || __rx_after'
+PROMPT_COMMAND+='; builtin printf "\036%s:%s:%s\037" "${__rx_nonce-}" "$__rx_st" "$PWD"'
 readonly PROMPT_COMMAND
 """
 
@@ -80,6 +82,15 @@ class ShellResult:
     duration_s: float = 0.0
 
 
+@dataclass(frozen=True)
+class Started:
+    """A cell sent to the session whose status has not been read yet."""
+
+    nonce: str
+    at: float
+    snapshot: bool = False
+
+
 class Shell(Protocol):
     """What the executor needs from a shell. Tests of executor logic use a fake."""
 
@@ -94,6 +105,18 @@ class Shell(Protocol):
         snapshot: bool = False,
         next_cell: tuple[str, str] | None = None,
     ) -> ShellResult: ...
+
+    def start(
+        self,
+        source: str,
+        *,
+        cwd: str | None = None,
+        name: str = "cell",
+        snapshot: bool = False,
+        next_cell: tuple[str, str] | None = None,
+    ) -> Started: ...
+
+    def wait(self, started: Started, output: OutputSink, *, timeout: float | None = None) -> ShellResult: ...
 
     @property
     def exports(self) -> str:
@@ -243,14 +266,29 @@ class BashSession:
         snapshot: bool = False,
         next_cell: tuple[str, str] | None = None,
     ) -> ShellResult:
-        """Run one cell; stream its raw output to ``output``; return how it ended.
+        """Run one cell; stream its raw output to ``output``; return how it ended."""
+        return self.wait(
+            self.start(source, cwd=cwd, name=name, snapshot=snapshot, next_cell=next_cell), output, timeout=timeout
+        )
 
-        ``next_cell`` (source, name) is written to its file while bash runs this one, so the next
-        call finds it ready (the two cores overlap instead of taking turns).
+    def start(
+        self,
+        source: str,
+        *,
+        cwd: str | None = None,
+        name: str = "cell",
+        snapshot: bool = False,
+        next_cell: tuple[str, str] | None = None,
+    ) -> Started:
+        """Send one cell to bash and return at once; :meth:`wait` reads its output and status.
+
+        Until :meth:`wait`, the cell's output stays in the pty, so the caller can still write its own
+        lines first. ``next_cell`` (source, name) is written to its file while bash runs this one, so the
+        next call finds it ready (the two cores overlap instead of taking turns).
         """
         if self._child is None or not self._child.isalive():
             self._restart(self._cwd)
-        started = time.monotonic()
+        at = time.monotonic()
         prepared, self._prepared = self._prepared, None
         cell = prepared[1] if prepared is not None and prepared[0] == (source, name) else self._write(source, name)
         nonce = secrets.token_hex(8)
@@ -264,16 +302,20 @@ class BashSession:
         self._send(line)
         if next_cell is not None:
             self._prepared = (next_cell, self._write(*next_cell))
-        deadline = started + timeout if timeout else None
-        code, cwd_after = self._wait(nonce, output, deadline)
+        return Started(nonce=nonce, at=at, snapshot=snapshot)
+
+    def wait(self, started: Started, output: OutputSink, *, timeout: float | None = None) -> ShellResult:
+        """Stream a started cell's raw output to ``output`` until its status arrives (or its deadline)."""
+        deadline = started.at + timeout if timeout else None
+        code, cwd_after = self._wait(started.nonce, output, deadline)
         timed_out = interrupted = restarted = False
         if code is None:
             timed_out = not self._interrupt_requested
             interrupted = self._interrupt_requested
-            code, cwd_after, restarted = self._stop(nonce, output)
+            code, cwd_after, restarted = self._stop(started.nonce, output)
         if cwd_after:
             self._cwd = cwd_after
-        if snapshot and not restarted:
+        if started.snapshot and not restarted:
             with contextlib.suppress(OSError), open(self._snap_file, encoding="utf-8", errors="surrogateescape") as fh:
                 self._exports = fh.read()
         return ShellResult(
@@ -282,7 +324,7 @@ class BashSession:
             interrupted=interrupted,
             restarted=restarted,
             cwd=self._cwd,
-            duration_s=time.monotonic() - started,
+            duration_s=time.monotonic() - started.at,
         )
 
     def _write(self, source: str, name: str) -> str:
