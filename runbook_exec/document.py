@@ -19,8 +19,9 @@ from markdown_it.token import Token
 from mdit_py_plugins.front_matter import front_matter_plugin
 
 from runbook_exec import options as opts
-from runbook_exec.errors import Problem, RunbookError
+from runbook_exec.errors import Problem
 from runbook_exec.slug import slugify, unique
+from runbook_exec.textfile import read_utf8
 
 SETTINGS_KEYS = frozenset({"shell", "timeout", "env_file", "env_sample", "release_log", "release_template", "vars"})
 VAR_KEYS = frozenset({"required", "pattern", "help", "default", "from", "secret"})
@@ -125,26 +126,7 @@ _md = MarkdownIt("commonmark").use(front_matter_plugin)
 
 def read_text(path: str) -> str:
     """Read a runbook as UTF-8 text, raising a one-line :class:`RunbookError` when that is impossible."""
-    p = Path(path)
-    try:
-        data = p.read_bytes()
-    except FileNotFoundError:
-        raise RunbookError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise RunbookError(f"{path}: is a directory, not a Markdown file") from None
-    except PermissionError:
-        raise RunbookError(f"{path}: permission denied") from None
-    except OSError as exc:
-        raise RunbookError(f"{path}: cannot read: {exc.strerror}") from None
-    if b"\0" in data:
-        line = data[: data.index(b"\0")].count(b"\n") + 1
-        raise RunbookError(f"{path}:{line}: binary file (NUL byte), not a Markdown runbook")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise RunbookError(f"{path}:{line}: not UTF-8 text (byte 0x{data[exc.start]:02x})") from None
-    return text
+    return read_utf8(path, "Markdown runbook")
 
 
 def parse(path: str) -> Runbook:

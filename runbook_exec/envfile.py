@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from runbook_exec.errors import RunbookError
+from runbook_exec.textfile import read_utf8
 
 _KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*")
 _VAR = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?+])([^}]*))?\}|([A-Za-z_][A-Za-z0-9_]*))")
@@ -23,20 +24,7 @@ _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", '"': '"', "$": "\0"}
 
 def parse_env_file(path: str | Path, environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """Parse the env file at ``path``; raise :class:`RunbookError` (``path:line: ...``) on bad input."""
-    p = Path(path)
-    try:
-        data = p.read_bytes()
-    except FileNotFoundError:
-        raise RunbookError(f"{path}: env file not found") from None
-    except IsADirectoryError:
-        raise RunbookError(f"{path}: env file is a directory") from None
-    except OSError as exc:
-        raise RunbookError(f"{path}: cannot read env file: {exc.strerror}") from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise RunbookError(f"{path}:{line}: env file is not UTF-8 text") from None
+    text = read_utf8(path, "env file")
     return parse_env_text(text, str(path), environ)
 
 

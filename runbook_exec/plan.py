@@ -97,7 +97,7 @@ def build(book: Runbook, selection: Selection, options: Options) -> Plan:
     template = book.settings.release_template
     if release_log and template and not Path(template).is_file():
         problems.append(
-            Problem(path, _key_line(book, "release_template"), f"release_template {template}: no such file")
+            Problem(path, _front_matter_line(book, "release_template"), f"release_template {template}: no such file")
         )
 
     variables, secret_vars = _variables(book, options.variables, environ, release_log, problems)
@@ -272,7 +272,7 @@ def _variables(
                 problems.append(
                     Problem(
                         path,
-                        _var_line(book, spec.name),
+                        _front_matter_line(book, spec.name),
                         f"missing required variable {spec.name}{hint}: pass --var {spec.name}=...",
                     )
                 )
@@ -283,7 +283,7 @@ def _variables(
             problems.append(
                 Problem(
                     path,
-                    _var_line(book, spec.name),
+                    _front_matter_line(book, spec.name),
                     f"variable {spec.name}={shown} does not match {spec.pattern!r}{hint}",
                 )
             )
@@ -298,16 +298,11 @@ def _variables(
     return values, secrets
 
 
-def _key_line(book: Runbook, key: str) -> int:
+def _front_matter_line(book: Runbook, key: str) -> int:
+    """The line of ``key:`` in the front matter (the first such line), else 1."""
+    pattern = re.compile(rf"^\s*{re.escape(key)}\s*:")
     for i, line in enumerate(book.text.split("\n")[: book.front_matter_lines]):
-        if re.match(rf"^\s*{re.escape(key)}\s*:", line):
-            return i + 1
-    return 1
-
-
-def _var_line(book: Runbook, name: str) -> int:
-    for i, line in enumerate(book.text.split("\n")[: book.front_matter_lines]):
-        if re.match(rf"^\s+{re.escape(name)}\s*:", line):
+        if pattern.match(line):
             return i + 1
     return 1
 
