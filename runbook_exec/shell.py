@@ -1,6 +1,6 @@
 """One persistent bash session on a pty, driven by pexpect, that runs cells one at a time.
 
-How a cell runs (see ``shared/notes/shell-pitfalls.md`` for why):
+How a cell runs, and why:
 
 * the cell body is written to a private file and ``source``d with stdin from ``/dev/null`` (no tty line
   limit, no SIGINT from 0x03 bytes, no send deadlock, ``read`` gets EOF);
