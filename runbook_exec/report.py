@@ -42,7 +42,7 @@ class Transcript:
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._fh: BinaryIO = open(path, "ab")  # noqa: SIM115 - kept open for the whole run
+        self._fh: BinaryIO = open(path, "wb")  # noqa: SIM115 - kept open for the whole run
         self._partial = b""
         self._label = b""
 
