@@ -146,7 +146,7 @@ class Executor:
         masked = text if masked_already else self.redactor.mask(text)
         self.console.write(masked.encode())
         if self.transcript:
-            self.transcript.note(_strip_ansi(masked))
+            self.transcript.note(masked)
 
     # -- running ---------------------------------------------------------------------------------------
 
@@ -373,10 +373,6 @@ class Executor:
                 return False
             time.sleep(min(0.1, max(0.0, end - time.monotonic())))
         return not self._state.interrupted
-
-
-def _strip_ansi(text: str) -> str:
-    return re.sub(r"\x1b\[[0-9;]*m", "", text)
 
 
 def _operator() -> str:

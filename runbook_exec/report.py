@@ -54,8 +54,8 @@ class Transcript:
         if self._partial:
             self.finish()
         stamp = self._stamp()
-        for line in text.rstrip("\n").split("\n"):
-            self._fh.write(stamp + b" runner | " + line.encode() + b"\n")
+        for line in plain(text.rstrip("\n").encode()).split(b"\n"):
+            self._fh.write(stamp + b" runner | " + line + b"\n")
 
     def write(self, data: bytes) -> None:
         if not data:
