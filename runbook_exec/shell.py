@@ -318,6 +318,9 @@ class BashSession:
         if started.snapshot and not restarted:
             with contextlib.suppress(OSError), open(self._snap_file, encoding="utf-8", errors="surrogateescape") as fh:
                 self._exports = fh.read()
+            # It holds every exported value, secrets included: keep it on disk no longer than needed.
+            with contextlib.suppress(OSError):
+                os.unlink(self._snap_file)
         return ShellResult(
             exit_code=None if (timed_out or interrupted) else code,
             timed_out=timed_out,
