@@ -204,6 +204,10 @@ def run_plan(
             console.write(
                 redactor.mask(console.note(f"resuming at {saved.failed_cell} in {saved.cwd}", "cyan")).encode()
             )
+            missing = resume.dropped(saved.exports)
+            if missing:
+                note = f"not restored (their values held secrets; set them again): {', '.join(missing)}"
+                console.write(redactor.mask(console.note(note)).encode())
     except ShellError as exc:
         transcript.close()
         raise RunbookError(f"runbook-exec: {exc}") from None
@@ -224,7 +228,7 @@ def run_plan(
         raw = shell.exports
         if raw not in filtered:
             filtered.clear()
-            filtered[raw] = resume.filter_exports(raw, drop, initial)
+            filtered[raw] = resume.filter_exports(raw, drop, initial, redactor.mask)
         recorder.cell(cell.id, result.status, cell.options.when, shell.cwd, filtered[raw])
 
     executor = Executor(

@@ -39,9 +39,16 @@ def state_path(runbook: str, selection: Sequence[str]) -> Path:
     return STATE_DIR / f"{Path(runbook).stem}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.jsonl"
 
 
-def filter_exports(script: str, drop: set[str], initial: dict[str, str]) -> str:
-    """Keep the ``declare -x`` entries the runbook set or changed, minus secrets and env-file keys."""
-    kept = []
+DROPPED = "# not restored (derived from secrets): "
+
+
+def filter_exports(script: str, drop: set[str], initial: dict[str, str], mask: Callable[[str], str]) -> str:
+    """Keep the ``declare -x`` entries the runbook set or changed, minus secrets and env-file keys.
+
+    A variable whose value holds a secret (``DSN=postgres://u:$PASSWORD@db``) is not stored at all: a masked
+    copy would come back wrong on resume. Its name is listed in a comment line instead.
+    """
+    kept, derived = [], []
     for entry in re.split(r"\n(?=declare -)", script.strip()):
         match = _DECL.match(entry)
         if not match:
@@ -51,8 +58,21 @@ def filter_exports(script: str, drop: set[str], initial: dict[str, str]) -> str:
             continue
         if name in initial and entry == initial[name]:
             continue
+        if mask(entry) != entry:
+            derived.append(name)
+            continue
         kept.append(entry)
+    if derived:
+        kept.append(DROPPED + " ".join(derived))
     return "\n".join(kept) + ("\n" if kept else "")
+
+
+def dropped(exports: str) -> list[str]:
+    """Names a saved state could not restore because their values held secrets."""
+    for line in exports.split("\n"):
+        if line.startswith(DROPPED):
+            return line[len(DROPPED) :].split()
+    return []
 
 
 def parse_exports(script: str) -> dict[str, str]:

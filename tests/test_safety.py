@@ -280,3 +280,18 @@ def test_ctrl_c_at_a_danger_prompt_runs_nothing_more(work: Path) -> None:
     assert child.exitstatus == 130
     assert "danger ran" not in child.before
     assert _statuses(work) == {"before": "passed", "down": "refused"}
+
+
+def test_resume_never_restores_a_masked_copy_of_a_secret(work: Path) -> None:
+    password = "pw-" + os.urandom(12).hex()
+    (work / "db.env").write_text(f"DB_PASSWORD={password}\n")
+    args = ["resume-derived.md", "--env-file", "db.env", *ARTIFACTS]
+    assert run_cli(args, cwd=work).returncode == 1
+    state = "".join(p.read_text() for p in (work / ".runbook" / "state").glob("*.jsonl"))
+    assert password not in state and "DSN" in state and "PLAIN" in state
+    (work / "gate.ok").write_text("")
+    second = run_cli([*args, "--resume"], cwd=work)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "not restored (their values held secrets; set them again): DSN" in second.stdout
+    assert "plain=kept dsn=unset" in second.stdout
+    assert password not in second.stdout + second.stderr
