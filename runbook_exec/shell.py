@@ -22,6 +22,7 @@ import select
 import shlex
 import shutil
 import signal
+import subprocess
 import tempfile
 import termios
 import time
@@ -68,6 +69,13 @@ PROMPT_COMMAND='{ __rx_st=$?; __rx_x=$-; set +x; } 2>&-; [[ -z ${__rx_exit-}${__
 PROMPT_COMMAND+='; builtin printf "\036%s:%s:%s\037" "${__rx_nonce-}" "$__rx_st" "$PWD"'
 readonly PROMPT_COMMAND
 """
+
+
+# Runs detached; $1 is bash's session id. `read` returns at end of file (runner closed or died).
+_WATCHDOG = (
+    'read -r _ignored || :; pkill -HUP -s "$1" 2>/dev/null || kill -HUP -- "-$1" 2>/dev/null; '
+    'sleep 2; pkill -KILL -s "$1" 2>/dev/null || kill -KILL -- "-$1" 2>/dev/null; exit 0'
+)
 
 
 @dataclass(frozen=True)
@@ -161,6 +169,7 @@ class BashSession:
         self._prepared: tuple[tuple[str, str], str] | None = None
         self._exports = ""
         self._interrupt_requested = False
+        self._watch_fd: int | None = None
         self._child: pexpect.spawn | None = None
         self._start()
 
@@ -187,6 +196,7 @@ class BashSession:
         except pexpect.ExceptionPexpect as exc:
             raise ShellError(f"cannot start bash: {exc}") from None
         child.delaybeforesend = None
+        self._watch(int(child.pid))
         # pexpect sleeps 0.1 s twice when closing; the session is killed by process group instead.
         child.delayafterclose = 0
         child.delayafterterminate = 0
@@ -235,6 +245,37 @@ class BashSession:
             os.killpg(child.pid, signal.SIGHUP)
         with contextlib.suppress(Exception):
             child.close(force=True)
+        self._release_watchdog()
+
+    def _watch(self, session: int) -> None:
+        """Start a watchdog that ends every process of bash's session once this runner is gone.
+
+        bash does not pass a hangup on to background jobs while it is sourcing a file (the cell), so a
+        runner killed with SIGKILL would leave a cell's processes running. The watchdog blocks reading a
+        pipe whose only writer is this process: end of file, from a normal close or from the kernel
+        closing a dead runner's descriptors, makes it signal the whole session (HUP, then KILL).
+        """
+        read_end, self._watch_fd = os.pipe()
+        try:
+            subprocess.Popen(
+                ["/bin/sh", "-c", _WATCHDOG, "runbook-exec-watchdog", str(session)],
+                stdin=read_end,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,  # the operator's Ctrl-C is for the runner, not for this
+                close_fds=True,
+            )
+        except OSError:
+            os.close(self._watch_fd)
+            self._watch_fd = None
+        finally:
+            os.close(read_end)
+
+    def _release_watchdog(self) -> None:
+        if self._watch_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._watch_fd)
+            self._watch_fd = None
 
     def _restart(self, cwd: str) -> None:
         self._kill()

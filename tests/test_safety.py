@@ -295,3 +295,33 @@ def test_resume_never_restores_a_masked_copy_of_a_secret(work: Path) -> None:
     assert "not restored (their values held secrets; set them again): DSN" in second.stdout
     assert "plain=kept dsn=unset" in second.stdout
     assert password not in second.stdout + second.stderr
+
+
+def test_kill_9_of_the_runner_leaves_no_cell_process_behind(work: Path) -> None:
+    marker = f"{300 + os.getpid() % 97}.{os.getpid()}"
+    (work / "orphan.md").write_text(
+        f"# O\n\n```bash {{#fg .exec}}\n(sleep {marker}) &\necho started\nsleep {marker}\n```\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runbook_exec.cli", "orphan.md", "--no-release-log"],
+        cwd=work,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    )
+    assert proc.stdout is not None
+    seen = b""
+    while b"started" not in seen:
+        chunk = proc.stdout.read1(4096)
+        assert chunk
+        seen += chunk
+    proc.kill()
+    proc.wait()
+    deadline = time.monotonic() + 10
+    left = b""
+    while time.monotonic() < deadline:
+        left = subprocess.run(["pgrep", "-f", f"sleep {marker}"], capture_output=True, check=False).stdout
+        if not left:
+            break
+        time.sleep(0.1)
+    assert not left, f"cell processes survived the runner: {left!r}"
