@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +119,10 @@ class Runbook:
 
     def executable_cells(self) -> tuple[Cell, ...]:
         return tuple(c for c in self.cells if c.executable)
+
+    def key_line(self, key: str) -> int:
+        """The line of the first ``key:`` in the front matter (1 when there is none)."""
+        return _key_line(self.text.split("\n"), self.front_matter_lines, key)
 
 
 _md = MarkdownIt("commonmark").use(front_matter_plugin)
@@ -443,15 +447,6 @@ def _var_spec(name: str, spec: Any, bad: Any) -> VarSpec:
         source=source,
         secret=spec.get("secret") is True,
     )
-
-
-@dataclass(frozen=True)
-class Listing:
-    """What ``--list --json`` prints."""
-
-    runbook: str
-    sections: list[dict[str, Any]] = field(default_factory=list)
-    cells: list[dict[str, Any]] = field(default_factory=list)
 
 
 def listing(book: Runbook) -> dict[str, Any]:

@@ -122,3 +122,9 @@ def _interpolate(value: str, known: Mapping[str, str], env: Mapping[str, str], p
     # "$$" is a literal dollar sign.
     parts = value.split("$$")
     return "$".join(_VAR.sub(lookup, part) for part in parts)
+
+
+def sample_keys(sample: str | Path) -> list[str]:
+    """The keys a sample file (``.env.sample``) requires: its ``KEY=`` lines; ``# KEY=default`` comments are
+    optional settings and not listed."""
+    return list(parse_env_file(sample, environ={}))

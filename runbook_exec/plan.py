@@ -14,7 +14,7 @@ from pathlib import Path
 
 from runbook_exec import masking
 from runbook_exec.document import Cell, Runbook, VarSpec
-from runbook_exec.envfile import parse_env_file
+from runbook_exec.envfile import parse_env_file, sample_keys
 from runbook_exec.errors import Problem, RunbookError
 from runbook_exec.options import closest
 from runbook_exec.release_log import last_successful
@@ -97,7 +97,7 @@ def build(book: Runbook, selection: Selection, options: Options) -> Plan:
     template = book.settings.release_template
     if release_log and template and not Path(template).is_file():
         problems.append(
-            Problem(path, _front_matter_line(book, "release_template"), f"release_template {template}: no such file")
+            Problem(path, book.key_line("release_template"), f"release_template {template}: no such file")
         )
 
     variables, secret_vars = _variables(book, options.variables, environ, release_log, problems)
@@ -232,7 +232,7 @@ def _check_sample(book: Runbook, env_file: str, values: Mapping[str, str], probl
     if not sample:
         return
     try:
-        keys = parse_env_file(sample, environ={})
+        keys = sample_keys(sample)
     except RunbookError as exc:
         problems.append(_as_problem(exc, sample))
         return
@@ -272,7 +272,7 @@ def _variables(
                 problems.append(
                     Problem(
                         path,
-                        _front_matter_line(book, spec.name),
+                        book.key_line(spec.name),
                         f"missing required variable {spec.name}{hint}: pass --var {spec.name}=...",
                     )
                 )
@@ -283,7 +283,7 @@ def _variables(
             problems.append(
                 Problem(
                     path,
-                    _front_matter_line(book, spec.name),
+                    book.key_line(spec.name),
                     f"variable {spec.name}={shown} does not match {spec.pattern!r}{hint}",
                 )
             )
@@ -296,15 +296,6 @@ def _variables(
             if masking.is_secret_name(name):
                 secrets[name] = value
     return values, secrets
-
-
-def _front_matter_line(book: Runbook, key: str) -> int:
-    """The line of ``key:`` in the front matter (the first such line), else 1."""
-    pattern = re.compile(rf"^\s*{re.escape(key)}\s*:")
-    for i, line in enumerate(book.text.split("\n")[: book.front_matter_lines]):
-        if pattern.match(line):
-            return i + 1
-    return 1
 
 
 def _from_release_log(release_log: str | None, name: str, known: Mapping[str, str]) -> str | None:

@@ -24,7 +24,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any, NoReturn
 
-from runbook_exec.envfile import parse_env_file
+from runbook_exec.envfile import parse_env_file, sample_keys
 from runbook_exec.errors import RunbookError, UsageError
 from runbook_exec.masking import Redactor, classify
 
@@ -158,11 +158,6 @@ def _read_env(path: Path) -> tuple[dict[str, str] | None, Check]:
         # envfile's messages name the line and the key, never the value.
         return None, Check("env-file", title, FAIL, f"unreadable: {exc}")
     return values, Check("env-file", title, PASS, f"{path} ({len(values)} keys)")
-
-
-def sample_keys(sample: Path) -> list[str]:
-    """Required keys of the sample: its ``KEY=`` lines. Commented ``# KEY=default`` lines are optional."""
-    return list(parse_env_file(sample, environ={}))
 
 
 def _keys(inputs: Inputs, values: dict[str, str] | None) -> list[Check]:
