@@ -83,7 +83,9 @@ def _variables(pairs: Sequence[str]) -> dict[str, str]:
     for pair in pairs:
         name, sep, value = pair.partition("=")
         if not sep or not name:
-            raise UsageError(f"runbook-exec: --var {pair.split('=')[0]!r}: expected NAME=VALUE")
+            # Without "=" the argument may be a value pasted alone: only a name-like word is quoted back.
+            shown = repr(name) if name.isidentifier() and len(name) <= 64 else "(not shown)"
+            raise UsageError(f"runbook-exec: --var {shown}: expected NAME=VALUE")
         values[name] = value
     return values
 
@@ -192,8 +194,20 @@ def run_plan(
     plan: Plan, redactor: Redactor, args: argparse.Namespace, saved: resume.Saved | None
 ) -> tuple[RunReport, dict[str, Path]]:
     artifacts = _artifact_paths(args)
+    artifacts["state"] = resume.state_path(plan.runbook.path, _selection_key(args))
     console = Console(sys.stdout.buffer, use_color(sys.stdout.buffer))
-    transcript = Transcript(artifacts["transcript"])
+    header = {
+        "runbook": plan.runbook.path,
+        "sha256": plan.runbook.sha256,
+        "cwd": saved.cwd if saved is not None else os.getcwd(),
+        "run_dir": str(artifacts["dir"]),
+    }
+    try:
+        transcript = Transcript(artifacts["transcript"])
+        recorder = resume.Recorder(artifacts["state"], header, redactor.mask)
+    except OSError as exc:
+        raise RunbookError(f"{exc.filename}: cannot write: {exc.strerror}") from None
+    shell: BashSession | None = None
     try:
         shell = BashSession(env=_session_env(plan))
         # What the session started with: only what the runbook changes is worth storing for --resume.
@@ -201,27 +215,19 @@ def run_plan(
         initial = resume.parse_exports(shell.exports)
         if saved is not None:
             shell.restore(saved.cwd, saved.exports)
-            console.write(
-                redactor.mask(console.note(f"resuming at {saved.failed_cell} in {saved.cwd}", "cyan")).encode()
-            )
+            note = f"resuming at {saved.failed_cell} in {saved.cwd}"
+            console.write(redactor.mask(console.note(note, "cyan")).encode())
             missing = resume.dropped(saved.exports)
             if missing:
                 note = f"not restored (their values held secrets; set them again): {', '.join(missing)}"
                 console.write(redactor.mask(console.note(note)).encode())
     except ShellError as exc:
+        if shell is not None:
+            shell.close()
         transcript.close()
+        recorder.close("not started")
         raise RunbookError(f"runbook-exec: {exc}") from None
     drop = set(plan.env) - set(plan.variables)
-    recorder = resume.Recorder(
-        resume.state_path(plan.runbook.path, _selection_key(args)),
-        {
-            "runbook": plan.runbook.path,
-            "sha256": plan.runbook.sha256,
-            "cwd": shell.cwd,
-            "run_dir": str(artifacts["dir"]),
-        },
-        redactor.mask,
-    )
     filtered: dict[str, str] = {}
 
     def on_cell_done(cell: Cell, result: CellResult, _shell_result: object) -> None:
@@ -275,13 +281,28 @@ def _session_env(plan: Plan) -> dict[str, str]:
 
 
 def _artifact_paths(args: argparse.Namespace) -> dict[str, Path]:
-    folder = Path(args.transcript).parent if args.transcript and args.report and args.junit else run_dir()
-    return {
+    """Where this run's artifacts go; checked before anything runs, so a bad path costs no deploy."""
+    try:
+        folder = Path(args.transcript).parent if args.transcript and args.report and args.junit else run_dir()
+    except OSError as exc:
+        raise RunbookError(f".runbook/runs: cannot create the run folder: {exc.strerror}") from None
+    paths = {
         "dir": folder,
         "transcript": Path(args.transcript) if args.transcript else folder / "transcript.log",
         "report": Path(args.report) if args.report else folder / "report.json",
         "junit": Path(args.junit) if args.junit else folder / "junit.xml",
     }
+    for name in ("transcript", "report", "junit"):
+        path = paths[name]
+        if path.is_dir():
+            raise RunbookError(f"{path}: is a directory (--{name} needs a file path)")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RunbookError(f"{path}: cannot create its folder for --{name}: {exc.strerror}") from None
+        if not os.access(path.parent, os.W_OK):
+            raise RunbookError(f"{path}: folder is not writable (--{name})")
+    return paths
 
 
 def write_reports(report: RunReport, artifacts: dict[str, Path]) -> None:
@@ -293,34 +314,37 @@ DEFAULT_TEMPLATE = Path(__file__).parent / "templates" / "release.log.j2"
 
 
 def append_release_log(plan: Plan, report: RunReport, redactor: Redactor) -> str | None:
-    """Render and append the release record (masked); return the text appended."""
+    """Render and append the release record (masked); return the text appended, None when there is no log."""
     if not plan.release_log:
         return None
-    extra: dict[str, object] = {"plan": plan}
+    extra: dict[str, object] = {}
     tag_prev = report.variables.get("TAG_PREV")
     if report.status != "passed" and tag_prev and plan.env_file and Path(COMPOSE_FILE).is_file():
         # "Is rollback possible?" for the Minimum Failure Record: are TAG_PREV's images still here?
         extra["rollback_possible"] = preflight.images_present(tag_prev, COMPOSE_FILE, plan.env_file)
     template = plan.release_template or DEFAULT_TEMPLATE
     text = release_log.render(template, report, plan.runbook, extra, mask=redactor.mask)
+    keys = redactor.leaks(text.encode())
+    if keys:
+        # release.log is append-only: a record that still holds a secret form is never written.
+        raise RunbookError(f"{plan.release_log}: the record would contain a form of {', '.join(keys)}; not appended")
     release_log.append(plan.release_log, text)
     return text
 
 
-def rescan(redactor: Redactor, artifacts: dict[str, Path], record: str | None) -> list[str]:
-    """Fail closed: look for any form of any secret in every artifact; redact and name it (never the value)."""
+def rescan(redactor: Redactor, artifacts: dict[str, Path]) -> list[str]:
+    """Fail closed: look for any form of any secret in every artifact; redact and name it (never the value).
+
+    The release record is checked before it is appended (the log is append-only).
+    """
     found: list[str] = []
-    for name in ("transcript", "report", "junit"):
-        path = artifacts[name]
-        if path.exists():
+    for name in ("transcript", "report", "junit", "state"):
+        path = artifacts.get(name)
+        if path is not None and path.exists():
             keys = _scan_file(redactor, path)
             if keys:
                 _redact_file(redactor, path)
                 found.append(f"{path}: contained a form of {', '.join(keys)}; redacted")
-    if record is not None:
-        keys = redactor.leaks(record.encode())
-        if keys:
-            found.append(f"release.log record: contained a form of {', '.join(keys)}")
     return found
 
 
@@ -407,13 +431,12 @@ def _run(argv: list[str]) -> int:
         report, artifacts = run_plan(plan, redactor, args, saved)
     write_reports(report, artifacts)
     try:
-        record = append_release_log(plan, report, redactor)
+        append_release_log(plan, report, redactor)
     except RunbookError as exc:
         # The run happened: keep its reports, say why the record is missing, and do not report success.
         print(f"runbook-exec: release record not written: {exc}", file=sys.stderr)
-        record = None
         report = replace(report, exit_code=report.exit_code or 1)
-    leaks = rescan(redactor, artifacts, record)
+    leaks = rescan(redactor, artifacts)
     for line in leaks:
         print(f"runbook-exec: secret leak caught by the final rescan: {line}", file=sys.stderr)
     print(f"report: {artifacts['report']}  transcript: {artifacts['transcript']}", file=sys.stderr)

@@ -12,6 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import jinja2
+
 from runbook_exec import masking
 from runbook_exec.document import Cell, Runbook, VarSpec
 from runbook_exec.envfile import parse_env_file, sample_keys
@@ -85,22 +87,27 @@ def build(book: Runbook, selection: Selection, options: Options) -> Plan:
     env_values: dict[str, str] = {}
     if env_file:
         try:
-            env_values = parse_env_file(env_file, environ={})
+            # Interpolation sees the process environment, as Compose does when it reads the same file.
+            env_values = parse_env_file(env_file, environ=environ)
         except RunbookError as exc:
             problems.append(_as_problem(exc, env_file))
         else:
             _check_sample(book, env_file, env_values, problems)
 
-    release_log = None if options.no_release_log else (options.release_log or book.settings.release_log)
-    if release_log and not Path(release_log).resolve().parent.is_dir():
+    # The release log is read (TAG_PREV) even when this run will not write to it (--no-release-log, dry run).
+    log_path = options.release_log or book.settings.release_log
+    release_log = None if options.no_release_log else log_path
+    if release_log and Path(release_log).is_dir():
+        problems.append(Problem(path, 0, f"release log {release_log}: is a directory"))
+    elif release_log and not Path(release_log).resolve().parent.is_dir():
         problems.append(Problem(path, 0, f"release log {release_log}: directory does not exist"))
     template = book.settings.release_template
-    if release_log and template and not Path(template).is_file():
-        problems.append(
-            Problem(path, book.key_line("release_template"), f"release_template {template}: no such file")
-        )
+    if release_log and template:
+        problem = _check_template(template, path, book.key_line("release_template"))
+        if problem is not None:
+            problems.append(problem)
 
-    variables, secret_vars = _variables(book, options.variables, environ, release_log, problems)
+    variables, secret_vars = _variables(book, options.variables, environ, log_path, problems)
     names = {v.name for v in book.settings.vars if v.secret}
     shown = {k: v for k, v in variables.items() if k not in names and not masking.is_secret_name(k)}
 
@@ -278,7 +285,7 @@ def _variables(
                 )
             continue
         if spec.pattern and not re.search(spec.pattern, value):
-            shown = "***" if spec.secret else repr(value)
+            shown = "***" if spec.secret or masking.is_secret_name(spec.name) else repr(value)
             hint = f" ({spec.help})" if spec.help else ""
             problems.append(
                 Problem(
@@ -296,6 +303,19 @@ def _variables(
             if masking.is_secret_name(name):
                 secrets[name] = value
     return values, secrets
+
+
+def _check_template(template: str, path: str, line: int) -> Problem | None:
+    """A release template that is missing or does not compile is found before anything runs."""
+    try:
+        source = Path(template).read_text(encoding="utf-8")
+    except OSError:
+        return Problem(path, line, f"release_template {template}: no such file")
+    try:
+        jinja2.Environment(undefined=jinja2.StrictUndefined).parse(source)
+    except jinja2.TemplateSyntaxError as exc:
+        return Problem(template, exc.lineno or 0, f"template syntax: {exc.message}")
+    return None
 
 
 def _from_release_log(release_log: str | None, name: str, known: Mapping[str, str]) -> str | None:

@@ -223,7 +223,12 @@ class BashSession:
     def restore(self, cwd: str, exports: str) -> None:
         """Put a fresh session back where an earlier one was: working directory and exported variables."""
         script = f"builtin cd -- {shlex.quote(cwd)}\n{exports}"
-        result = self.run(script, lambda _data: None, timeout=10, name="restore")
+        # With a snapshot, what was restored is also what a later --resume or restart starts from.
+        result = self.run(script, lambda _data: None, timeout=10, name="restore", snapshot=True)
+        for written in Path(self._dir).glob("*-restore"):
+            # It holds exported values (after a restart, secrets too): not left on disk.
+            with contextlib.suppress(OSError):
+                written.unlink()
         if result.exit_code != 0:
             raise ShellError(f"could not restore the session state (cwd {cwd})")
 

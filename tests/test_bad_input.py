@@ -30,6 +30,8 @@ def test_bad_input(case: dict[str, Any], tmp_path: Path) -> None:
     assert len(lines) <= 3, result.stderr
     assert not (work / "ran.marker").exists(), "a cell ran"
     assert result.stdout == ""
+    for value in ("supersecretvalue", "sk-proj-pasted-value"):
+        assert value not in result.stderr
 
 
 def test_catalog_is_large_enough() -> None:
