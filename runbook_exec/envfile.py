@@ -2,8 +2,9 @@
 
 Rules (Compose v2 ``dotenv``): ``KEY=VALUE`` per line, optional ``export`` prefix, blank lines and ``#``
 comments ignored; unquoted values are trimmed and lose an inline `` #comment``; single quotes are literal;
-double quotes allow ``\\n``, ``\\t``, ``\\\\``, ``\\"`` escapes and may span lines; ``${VAR}`` / ``$VAR`` in
-unquoted and double-quoted values refer to earlier keys, then the process environment.
+double quotes allow ``\\n``, ``\\t``, ``\\\\``, ``\\"``, ``\\$`` escapes and may span lines; ``${VAR}`` / ``$VAR``
+in unquoted and double-quoted values refer to earlier keys, then the ``environ`` given (the runner passes the
+process environment, as Compose sees it; static checks pass none); ``$$`` is a literal ``$``.
 """
 
 from __future__ import annotations

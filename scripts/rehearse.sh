@@ -12,8 +12,10 @@ cd "$(dirname "$0")/.."
 python3 -m pip install -q -e '.[dev]'
 
 if [[ $(id -u) -eq 0 && ${RUNBOOK_LOCAL_BASE_IMAGES:-1} == 1 ]]; then
-    # Prints `export ..._BASE_IMAGE=...` lines naming the local base images.
-    eval "$(bash ops/ci/engine.sh)"
+    # Prints `export ..._BASE_IMAGE=...` lines naming the local base images. Captured first, so a
+    # failing engine.sh stops this script (`eval "$(...)"` would hide it from `set -e`).
+    base_images=$(bash ops/ci/engine.sh)
+    eval "$base_images"
 elif ! docker info >/dev/null 2>&1; then
     echo "rehearse.sh: no Docker Engine answers 'docker info'; start it (or run as root to let ops/ci/engine.sh do it)" >&2
     exit 2
