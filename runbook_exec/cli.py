@@ -28,7 +28,7 @@ from runbook_exec.report import Transcript, run_dir, write_json, write_junit
 from runbook_exec.results import CellResult, RunReport
 from runbook_exec.shell import BashSession, ShellError
 
-COMPOSE_FILE = "docker-compose.prod.yml"
+COMPOSE_FILE = "docker-compose.prod.yml"  # default for the failure record's "rollback possible?"
 SUBCOMMANDS = {
     "check": "runbook_exec.check",
     "preflight": "runbook_exec.preflight",
@@ -319,9 +319,11 @@ def append_release_log(plan: Plan, report: RunReport, redactor: Redactor) -> str
         return None
     extra: dict[str, object] = {}
     tag_prev = report.variables.get("TAG_PREV")
-    if report.status != "passed" and tag_prev and plan.env_file and Path(COMPOSE_FILE).is_file():
+    # Compose's own COMPOSE_FILE names the project's file when it is not the default one.
+    compose = plan.env.get("COMPOSE_FILE") or os.environ.get("COMPOSE_FILE") or COMPOSE_FILE
+    if report.status != "passed" and tag_prev and plan.env_file and Path(compose).is_file():
         # "Is rollback possible?" for the Minimum Failure Record: are TAG_PREV's images still here?
-        extra["rollback_possible"] = preflight.images_present(tag_prev, COMPOSE_FILE, plan.env_file)
+        extra["rollback_possible"] = preflight.images_present(tag_prev, compose, plan.env_file)
     template = plan.release_template or DEFAULT_TEMPLATE
     text = release_log.render(template, report, plan.runbook, extra, mask=redactor.mask)
     keys = redactor.leaks(text.encode())
