@@ -118,10 +118,24 @@ def load_runbooks(paths: Sequence[str]) -> list[Runbook]:
         try:
             books.append(document.parse(path))
         except RunbookError as exc:
-            problems.append(Problem(path, 0, str(exc).split(": ", 1)[-1]))
+            problems.append(_read_problem(path, str(exc)))
     if problems:
-        raise RunbookError("\n".join(f"runbook-exec check: {p}" for p in problems), problems)
+        raise RunbookError("\n".join(f"runbook-exec check: {_located(p)}" for p in problems), problems)
     return books
+
+
+def _read_problem(path: str, message: str) -> Problem:
+    """The read error ``message`` (``path[:line]: reason``) as a :class:`Problem` that keeps its line."""
+    rest = message[len(path) + 1 :] if message.startswith(f"{path}:") else f" {message}"
+    m = re.match(r"(\d+): (.*)\Z", rest, re.S)
+    if m:
+        return Problem(path, int(m.group(1)), m.group(2))
+    return Problem(path, 0, rest.strip())
+
+
+def _located(problem: Problem) -> str:
+    # The same path:line:col: form as findings, so editors and CI jump to the line.
+    return f"{problem.path}:{problem.line}:1: {problem.message}" if problem.line else str(problem)
 
 
 def check_books(

@@ -121,6 +121,17 @@ def test_missing_file_is_bad_input(tmp_path: Path) -> None:
     assert "nope.md: no such file" in str(caught.value)
 
 
+def test_read_error_keeps_its_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.md"
+    bad.write_bytes(b"# Title\n\nok\n\xff\xfe\n")
+    with pytest.raises(RunbookError) as caught:
+        check.main([str(bad)])
+    assert caught.value.exit_code == 2
+    assert str(caught.value) == f"runbook-exec check: {bad}:4:1: not UTF-8 text (byte 0xff)"
+    [problem] = caught.value.problems
+    assert (problem.path, problem.line) == (str(bad), 4)
+
+
 def test_cli_dispatch_exit_codes(tmp_path: Path) -> None:
     from runbook_exec import cli
 
