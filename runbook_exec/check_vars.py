@@ -1,10 +1,10 @@
 """Variables used by executable cells that nothing sets: a warning each (``RX301``).
 
 A variable counts as known when it is declared in front matter (``runbook.vars``), is a key of the
-``env_sample`` file, is set by an earlier cell (or the same cell: assignment, ``export``, ``read``, ``for``,
-``mapfile``, ``printf -v``, ``${X:=…}``), or is a well-known shell / environment variable. ``${X:-default}``
-and ``${X+…}`` guard themselves and are not uses. Only executable cells are read: documentation fences
-are examples, not part of the run.
+``env_sample`` file (found as :func:`sample_path` says), is set by an earlier cell (or the same cell:
+assignment, ``export``, ``read``, ``for``, ``mapfile``, ``printf -v``, ``${X:=…}``), or is a well-known shell /
+environment variable. ``${X:-default}`` and ``${X+…}`` guard themselves and are not uses. Only executable
+cells are read: documentation fences are examples, not part of the run.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 
 from runbook_exec.check_findings import Finding, cell_position, finding
 from runbook_exec.document import Runbook
-from runbook_exec.envfile import parse_env_file
+from runbook_exec.envfile import sample_keys
 from runbook_exec.errors import RunbookError
 
 WELL_KNOWN = frozenset(
@@ -121,28 +121,32 @@ class Use:
     char: int
 
 
-def check_variables(book: Runbook, root: Path | None = None) -> list[Finding]:
-    """Warn about each variable an executable cell uses that nothing sets, at its first use."""
+def check_variables(book: Runbook, cwd: Path | None = None) -> list[Finding]:
+    """Warn about each variable an executable cell uses that nothing sets, at its first use.
+
+    ``cwd`` is the directory ``runbook-exec`` would run in (default: the current one); see :func:`sample_path`.
+    """
     known: set[str] = {v.name for v in book.settings.vars}
     out: list[Finding] = []
     sample = book.settings.env_sample
     if sample:
-        found = _sample_path(sample, book, root)
+        found = sample_path(sample, book.path, cwd)
         if found is None:
             out.append(
                 finding(
                     book.path,
-                    _key_line(book, "env_sample"),
+                    book.key_line("env_sample"),
                     1,
                     "RX302",
-                    f"env_sample {sample} not found (looked in the current directory and above {book.path})",
+                    f"env_sample {sample} not found in the current directory or the repository root of "
+                    f"{book.path} (front-matter paths are relative to the directory runbook-exec runs in)",
                 )
             )
         else:
             try:
-                known.update(parse_env_file(found, environ={}))
+                known.update(sample_keys(found))
             except RunbookError as exc:
-                out.append(finding(book.path, _key_line(book, "env_sample"), 1, "RX302", f"env_sample: {exc}"))
+                out.append(finding(book.path, book.key_line("env_sample"), 1, "RX302", f"env_sample: {exc}"))
     lines = book.text.split("\n")
     reported: set[str] = set()
     for cell in book.cells:
@@ -173,23 +177,26 @@ def is_well_known(name: str) -> bool:
     return name in WELL_KNOWN or name.startswith(WELL_KNOWN_PREFIXES)
 
 
-def _key_line(book: Runbook, key: str) -> int:
-    for i, text in enumerate(book.text.split("\n")[: book.front_matter_lines]):
-        if re.match(rf"^\s*{key}\s*:", text):
-            return i + 1
-    return 1
+def sample_path(sample: str, runbook: str, cwd: Path | None = None) -> Path | None:
+    """The ``env_sample`` file as the runner finds it, or None.
+
+    The runner reads front-matter paths relative to the directory it runs in, the repository root. ``check``
+    looks there (``cwd``, default the current directory) and, so that it gives the same answer when started
+    elsewhere, in the runbook's repository root: the nearest folder above the runbook that holds ``.git``.
+    """
+    path = Path(sample)
+    if path.is_absolute():
+        return path if path.is_file() else None
+    bases = [cwd or Path.cwd()]
+    repo = repository_root(Path(runbook).resolve().parent)
+    if repo is not None:
+        bases.append(repo)
+    return next((base / path for base in bases if (base / path).is_file()), None)
 
 
-def _sample_path(sample: str, book: Runbook, root: Path | None) -> Path | None:
-    if Path(sample).is_absolute():
-        return Path(sample) if Path(sample).is_file() else None
-    bases = [root or Path.cwd()]
-    bases += list(Path(book.path).resolve().parent.parents)[:6]
-    bases.insert(1, Path(book.path).resolve().parent)
-    for base in bases:
-        if (base / sample).is_file():
-            return base / sample
-    return None
+def repository_root(folder: Path) -> Path | None:
+    """The nearest of ``folder`` and its parents that holds ``.git`` (a directory, or a worktree's file)."""
+    return next((base for base in (folder, *folder.parents) if (base / ".git").exists()), None)
 
 
 def assigned(source: str) -> set[str]:

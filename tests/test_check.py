@@ -218,6 +218,38 @@ def test_env_sample_keys_are_known(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert [(f.code, f.message.split()[0]) for f in findings] == [("RX301", "$MISSING")]
 
 
+def _repo_with_runbook(tmp_path: Path) -> Path:
+    repo = tmp_path / "repo"
+    (repo / ".git").mkdir(parents=True)
+    (repo / "ops").mkdir()
+    runbook = repo / "ops" / "r.md"
+    runbook.write_text(
+        "---\nrunbook:\n  env_sample: .env.sample\n---\n# R\n\n## S {#s}\n\n```bash {#c .exec}\n"
+        'echo "$HTTP_PORT"\n```\n',
+        encoding="utf-8",
+    )
+    return runbook
+
+
+def test_env_sample_is_found_as_the_runner_finds_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Relative to the directory runbook-exec runs in, the repository root, also when check runs elsewhere."""
+    runbook = _repo_with_runbook(tmp_path)
+    (runbook.parents[1] / ".env.sample").write_text("HTTP_PORT=\n", encoding="utf-8")
+    for cwd in (runbook.parents[1], runbook.parent, tmp_path):
+        monkeypatch.chdir(cwd)
+        findings, _ = check_books(load_runbooks([str(runbook)]), skip=["shellcheck"])
+        assert findings == [], cwd
+
+
+def test_env_sample_next_to_the_runbook_is_not_the_runners(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    runbook = _repo_with_runbook(tmp_path)
+    (runbook.parent / ".env.sample").write_text("HTTP_PORT=\n", encoding="utf-8")
+    monkeypatch.chdir(runbook.parents[1])
+    findings, _ = check_books(load_runbooks(["ops/r.md"]), skip=["shellcheck"])
+    assert [(f.code, f.line) for f in findings] == [("RX302", 3), ("RX301", 10)]
+    assert "relative to the directory runbook-exec runs in" in findings[0].message
+
+
 def _project_docs() -> list[str]:
     found = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "ops").glob("*.md"))
     found += sorted(str(p.relative_to(ROOT)) for p in (ROOT / "docs").rglob("*.md"))
