@@ -27,11 +27,11 @@ def check_structure(book: Runbook) -> list[Finding]:
     """Every structural finding for ``book``, in no particular order."""
     lines = book.text.split("\n")
     out = [_from_problem(p, lines) for p in book.problems]
-    out += _cells_without_id(book)
+    out += cells_without_id(book)
     out += _implicit_sections(book)
     out += _failure_first(book)
     out += _json_attributes(book, lines)
-    out += _id_collisions(book)
+    out += id_collisions(book)
     return out
 
 
@@ -57,7 +57,8 @@ def _column_of(raw: str, needle: str) -> int:
     return index + 1 if index >= 0 else 1
 
 
-def _cells_without_id(book: Runbook) -> list[Finding]:
+def cells_without_id(book: Runbook) -> list[Finding]:
+    """``RX110``: executable cells without an id (the site build reports the same findings)."""
     how = "name=ID" if book.runme else "#ID"
     return [
         finding(
@@ -147,7 +148,8 @@ def _json_attributes(book: Runbook, lines: list[str]) -> list[Finding]:
     return out
 
 
-def _id_collisions(book: Runbook) -> list[Finding]:
+def id_collisions(book: Runbook) -> list[Finding]:
+    """``RX114``: cell ids that are also section ids (the site build reports the same findings)."""
     sections = {s.id: s for s in book.sections}
     return [
         finding(

@@ -15,14 +15,14 @@
   are exactly what ``runbook-exec`` sees; cell ids are registered as page anchors so ``deploy.md#cell-id``
   links pass ``--strict``.
 - Problems are logged on ``mkdocs.plugins.runbook`` as warnings, which ``mkdocs build --strict`` turns into a
-  failure: unparsable attributes, an executable cell without an id, duplicate ids.
+  failure: the parser's problems (unparsable attributes, duplicate ids) and ``runbook-exec check``'s id
+  rules (an executable cell without an id, a cell id that is also a section id) with check's messages.
 - Links written relative to the repository (``../ops/deploy.md#compose-up`` in ``docs/``) are rewritten to
   the published page, so the same link works on the repository host, in ``runbook-exec check`` and on the site.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import posixpath
 from dataclasses import dataclass
@@ -42,15 +42,13 @@ from mkdocs.plugins import BasePlugin
 from mkdocs.structure.files import File, Files
 from mkdocs.structure.pages import Page
 
-from runbook_exec import cards, document
+from runbook_exec import cards, check_rules, document
 from runbook_exec.document import Cell, Runbook
-from runbook_exec.options import RUNNABLE_LANGUAGES
+from runbook_exec.options import RUNNABLE_LANGUAGES, SITE_KEYS
 
 log = logging.getLogger("mkdocs.plugins.runbook")
 
 CSS_URI = "assets/runbook/runbook.css"
-# Options the normal highlighter understands; every other fence key is ours and must not become HTML.
-_HIGHLIGHT_KEYS = frozenset({"title", "hl_lines", "linenums", "title_mode"})
 
 
 class RunbookConfig(Config):  # type: ignore[no-untyped-call]  # mkdocs' __init_subclass__
@@ -95,10 +93,8 @@ class RunbookPlugin(BasePlugin[RunbookConfig]):  # type: ignore[no-untyped-call]
         if "pymdownx.superfences" not in config.markdown_extensions:
             config.markdown_extensions.append("pymdownx.superfences")
         fences = config.mdx_configs.setdefault("pymdownx.superfences", {}).setdefault("custom_fences", [])
-        validator = functools.partial(_validate)
-        formatter = functools.partial(self._format)
         fences.extend(
-            {"name": lang, "class": "runbook-cell", "validator": validator, "format": formatter}
+            {"name": lang, "class": "runbook-cell", "validator": _validate, "format": self._format}
             for lang in sorted(RUNNABLE_LANGUAGES)
         )
         config.markdown_extensions.append(_RepoLinksExtension(self))
@@ -223,7 +219,8 @@ def _validate(
     from pymdownx.superfences import highlight_validator  # noqa: PLC0415
 
     # Runner keys (timeout=, when=, ...) are read from the runner's parse; they must never reach the HTML.
-    ours = {k: v for k, v in inputs.items() if k in _HIGHLIGHT_KEYS or k.startswith("data-")}
+    # The site keys are the grammar's own list (options.SITE_KEYS), so the runner and the site agree.
+    ours = {k: v for k, v in inputs.items() if k in SITE_KEYS or k.startswith("data-")}
     return bool(highlight_validator(language, ours, options, attrs, md))
 
 
@@ -251,22 +248,15 @@ def _line_of(text: str, src: str) -> int:
 
 
 def _lint(book: Runbook) -> None:
-    """Warn (``--strict`` fails) about what the runner would reject or a reader could not link to."""
+    """Warn (``--strict`` fails) about what the runner would reject or a reader could not link to.
+
+    The parser's problems, and ``runbook-exec check``'s own id rules with the same messages (the rules live
+    in :mod:`runbook_exec.check_rules`).
+    """
     for problem in book.problems:
         log.warning(str(problem))
-    sections = {s.id: s.line for s in book.sections}
-    for cell in book.cells:
-        if not cell.executable:
-            continue
-        if not cell.id:
-            log.warning(
-                f"{book.path}:{cell.line}: executable {cell.lang or 'fence'} cell has no id: "
-                "add {#ID} so the site can link to it and --cell can run it"
-            )
-        elif cell.id in sections:
-            log.warning(
-                f"{book.path}:{cell.line}: duplicate id #{cell.id}: also the section at line {sections[cell.id]}"
-            )
+    for found in sorted(check_rules.cells_without_id(book) + check_rules.id_collisions(book)):
+        log.warning(str(found))
 
 
 class _RepoLinksTreeprocessor(Treeprocessor):  # type: ignore[misc]  # markdown ships no types

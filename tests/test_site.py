@@ -20,6 +20,7 @@ import markdown
 import pytest
 
 from runbook_exec import document
+from runbook_exec.check_rules import check_structure
 from runbook_exec.document import Runbook
 
 from site_support import FIXTURES, ROOT, RUNBOOK, Built, Node, article, build, minimal_config, parse_html, site_tree
@@ -214,6 +215,20 @@ def test_lint_case(case: Path, tmp_path: Path) -> None:
     text = "\n".join(built.warnings)
     for want in expected:
         assert want in text, f"{case.name}: expected {want!r} in:\n{text}"
+
+
+@pytest.mark.parametrize("name", ["missing-id", "cell-id-equals-section"])
+def test_site_and_check_report_id_rules_alike(name: str, tmp_path: Path) -> None:
+    """The site build logs check's own RX110 / RX114 findings, word for word."""
+    case = FIXTURES / "lint" / f"{name}.md"
+    root = site_tree(tmp_path, case, docs=False)
+    minimal_config(root)
+    built = build(root)
+    book = document.parse_text(case.read_text(encoding="utf-8"), RUNBOOK)
+    findings = [f for f in check_structure(book) if f.code in ("RX110", "RX114")]
+    assert findings
+    for found in findings:
+        assert str(found) in "\n".join(built.warnings), built.output
 
 
 def test_missing_runbook_is_a_clear_error(tmp_path: Path) -> None:
