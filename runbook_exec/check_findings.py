@@ -14,8 +14,7 @@ from dataclasses import dataclass
 
 ERROR = "error"
 WARNING = "warning"
-NOTICE = "notice"
-SEVERITIES = (ERROR, WARNING, NOTICE)
+NOTICE = "notice"  # a key of the JSON summary (check_format); notices are messages, never findings
 
 CODES: dict[str, tuple[str, str]] = {
     "RX101": (ERROR, "heading attribute list cannot be read"),
@@ -46,7 +45,6 @@ CODES: dict[str, tuple[str, str]] = {
     "RX603": (ERROR, "ellipsis inside a word (text truncated by a copy)"),
     "RX604": (ERROR, "ellipsis placeholder inside an executable cell"),
     "RX701": (ERROR, "ShellCheck is required here but was not found"),
-    "RX702": (NOTICE, "ShellCheck not found; shell cells were not checked"),
 }
 
 

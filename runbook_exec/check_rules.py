@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 
 from runbook_exec.check_findings import WARNING, Finding, finding
-from runbook_exec.document import Cell, Runbook, Section
+from runbook_exec.document import Runbook, Section
 from runbook_exec.errors import Problem
 
 # document.py reports every cell problem as RX105; the message says which kind it is.
@@ -163,8 +163,3 @@ def id_collisions(book: Runbook) -> list[Finding]:
         for c in book.cells
         if c.id is not None and c.id in sections
     ]
-
-
-def executable_cells(book: Runbook) -> list[Cell]:
-    """The cells a whole-file run could execute, in document order."""
-    return [c for c in book.cells if c.executable]
