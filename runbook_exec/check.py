@@ -59,7 +59,6 @@ def _parser() -> argparse.ArgumentParser:
         default="warning",
         help="lowest severity that makes the exit status 1 (default: warning, i.e. any finding)",
     )
-    p.add_argument("--strict", action="store_true", help="same as --fail-on warning (the default)")
     p.add_argument(
         "--disable",
         action="append",
@@ -231,7 +230,6 @@ def main(argv: Sequence[str]) -> int:
     if args.format in ("text", "gitlab"):
         for notice in notices:
             print(f"runbook-exec check: notice: {notice}", file=sys.stderr)
-    fail_on = "warning" if args.strict else args.fail_on
     counts = summary_counts(findings)
     if args.format == "text" and findings:
         print(
@@ -239,7 +237,7 @@ def main(argv: Sequence[str]) -> int:
             f"in {len({f.path for f in findings})} of {len(books)} file(s)",
             file=sys.stderr,
         )
-    return 1 if _fails(findings, fail_on) else 0
+    return 1 if _fails(findings, args.fail_on) else 0
 
 
 if __name__ == "__main__":  # pragma: no cover

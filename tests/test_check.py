@@ -144,7 +144,6 @@ def test_fail_on_error_lets_warnings_pass(capsys: pytest.CaptureFixture[str]) ->
     warning_only = str(FIXTURES / "07-exec-without-id.md")
     assert check.main([warning_only]) == 1
     assert check.main([warning_only, "--fail-on", "error"]) == 0
-    assert check.main([warning_only, "--fail-on", "error", "--strict"]) == 1
     assert check.main([warning_only, "--disable", "RX110"]) == 0
     capsys.readouterr()
 
