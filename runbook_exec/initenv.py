@@ -66,10 +66,20 @@ def generate(sample: str | Path) -> tuple[str, list[str]]:
 
 
 def write_private(out: Path, text: str, force: bool) -> None:
-    """Create ``out`` with mode 600 atomically: readers see nothing or the whole file, never a wider mode."""
+    """Create ``out`` with mode 600 atomically: readers see nothing or the whole file, never a wider mode.
+
+    A file system that refuses the file (read-only, ``/proc``, full disk) is a :class:`RunbookError`.
+    """
     folder = out.parent if str(out.parent) else Path(".")
     if not folder.is_dir():
         raise RunbookError(f"{out}: directory {folder} does not exist")
+    try:
+        _write_private(out, folder, text, force)
+    except OSError as exc:
+        raise RunbookError(f"{out}: cannot write the file in {folder}: {exc.strerror or exc}") from None
+
+
+def _write_private(out: Path, folder: Path, text: str, force: bool) -> None:
     tmp = folder / f".{out.name}.{secrets.token_hex(6)}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
     try:

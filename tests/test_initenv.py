@@ -88,3 +88,11 @@ def test_missing_sample_is_exit_2(tmp_path: Path) -> None:
     code, output = _init(tmp_path, sample=tmp_path / "nope.env")
     assert code == 2 and "nope.env" in output
     assert not (tmp_path / ".env.rehearsal").exists()
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux /proc")
+def test_unwritable_place_is_bad_input_not_a_traceback(tmp_path: Path) -> None:
+    done = run_cli(["init-env", "--sample", str(SAMPLE), "--out", "/proc/o"], cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("/proc/o: cannot write the file in /proc: ")
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
