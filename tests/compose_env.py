@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import os
-import secrets
-import string
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from runbook_exec import preflight
+from runbook_exec import envfile, preflight
+from runbook_exec.initenv import random_value
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker-compose.prod.yml"
@@ -35,24 +34,13 @@ def compose_command() -> list[str] | None:
 
 
 def sample_keys(path: Path = ENV_SAMPLE) -> list[str]:
-    """The required keys of ``.env.sample``: its ``KEY=`` lines (``# KEY=default`` lines are optional)."""
-    keys = []
-    for raw in path.read_text(encoding="utf-8").splitlines():
-        line = raw.strip()
-        if line and not line.startswith("#") and "=" in line:
-            keys.append(line.split("=", 1)[0].strip())
-    return keys
-
-
-def strong_value(length: int = 40) -> str:
-    """A random value of letters and digits starting with a letter (usable as a Postgres role name too)."""
-    alphabet = string.ascii_letters + string.digits
-    return secrets.choice(string.ascii_letters) + "".join(secrets.choice(alphabet) for _ in range(length - 1))
+    """The required keys of ``.env.sample`` (``envfile.sample_keys``: ``# KEY=default`` lines are optional)."""
+    return envfile.sample_keys(path)
 
 
 def generated_env(drop: Sequence[str] = ()) -> dict[str, str]:
-    """Every key of ``.env.sample`` with a fresh random value, except those in ``drop``."""
-    return {key: strong_value() for key in sample_keys() if key not in drop}
+    """Every key of ``.env.sample`` with a fresh random value (as ``init-env`` makes), except those in ``drop``."""
+    return {key: random_value() for key in sample_keys() if key not in drop}
 
 
 def write_env_file(path: Path, values: Mapping[str, str]) -> Path:
