@@ -66,7 +66,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="CODE",
         help="drop findings with this code or code prefix (e.g. RX110, SC2086, RX6); repeatable",
     )
-    p.add_argument("--skip", action="append", default=[], choices=CHECKS, help="skip one group of checks")
+    p.add_argument("--skip", action="append", default=[], choices=CHECKS, help="skip one group of checks; repeatable")
     p.add_argument(
         "--shellcheck-severity",
         choices=SEVERITY_ORDER,
