@@ -42,7 +42,7 @@ RUNME_KEYS = frozenset(
     }
 )
 # Keys the site's highlighter understands (pymdownx.highlight / superfences).
-SITE_KEYS = frozenset({"title", "hl_lines", "linenums", "linenostart", "lang"})
+SITE_KEYS = frozenset({"title", "hl_lines", "linenums", "title_mode"})
 KNOWN_KEYS = RUNNER_KEYS | RUNME_KEYS | SITE_KEYS
 
 _BOOL_KEYS = frozenset({"interactive", "excludeFromRunAll", "background", "closeTerminalOnSuccess"})
