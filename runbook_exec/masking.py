@@ -8,15 +8,19 @@ Interface used by the rest of the package:
 * ``Redactor.mask(str)`` / ``mask_bytes(bytes)`` mask a finished text, ``mask_json(obj)`` every string of a
   JSON-like structure one value at a time;
 * ``Redactor.leaks(bytes)`` names the keys whose values (in any form) still appear (final rescan);
-* :func:`classify` decides which environment values are secrets and which cannot be masked.
+* :func:`classify` decides which environment values are secrets and which cannot be masked;
+* :func:`strip_controls` drops what is not text (escape sequences, control bytes): every sink that shows
+  plain text uses it, and it drops exactly what the masker skips, so it can never join a value back.
 
 How it works. Every value is expanded into the forms it is printed in (raw, JSON, ``repr``, shell quoting,
 ``$$``, URL-encoding, base64 at the three byte offsets, …). Matching runs on a *normalised view* of the
-bytes with ANSI escape sequences and all ASCII whitespace removed, so colour codes inside a value, CRLF from
-the pty, base64 wrapped at 76 columns and PEM lines joined by any whitespace all still match; hits are
-mapped back to the original bytes. One Aho-Corasick automaton (``ahocorasick_rs``, overlapping matches)
-finds every occurrence of every form; overlapping hits merge into one ``***``. Values shorter than
-:data:`WORD_MIN` characters are only masked where they stand as a whole word.
+bytes with escape sequences (CSI, OSC, charset designations, two-byte escapes), C0 control bytes, DEL and
+all ASCII whitespace removed, so colour codes, window titles or a bell inside a value, CRLF from the pty,
+base64 wrapped at 76 columns and PEM lines joined by any whitespace all still match; hits are mapped back
+to the original bytes. The body of an OSC (a window title, a hyperlink's URL) is searched on its own. One
+Aho-Corasick automaton (``ahocorasick_rs``, overlapping matches) finds every occurrence of every form;
+overlapping hits merge into one ``***``. Values shorter than :data:`WORD_MIN` characters are only masked
+where they stand as a whole word (a control byte next to one is an edge: a backspace can make it one).
 
 Tokens that look like secrets (:mod:`runbook_exec.secret_patterns`) are masked too, found by their literal
 triggers in the original bytes.
@@ -49,13 +53,31 @@ SECRET_NAME = re.compile(r"(?i)(^|_)(PASSWORD|PASSWD|SECRET|TOKEN|API_KEY|PRIVAT
 SHORT_MIN = 4  # below this (or true/false) a value cannot be masked at all
 WORD_MIN = 8  # below this a value is masked only as a whole word
 
-# An escape sequence: CSI with bounded parameters (so a stray ESC cannot hold output back for long),
-# a charset designation (``tput sgr0`` prints ESC ( B) or a two-byte escape. None contains another ESC.
-_ANSI = rb"\x1b\[[0-?]{0,32}[ -/]{0,8}[@-~]|\x1b[()][0-9A-Za-z]|\x1b[@-_]"
-_ANSI_MAX = 43
-_ANSI_RE = re.compile(_ANSI)
-_ANSI_UNFINISHED = re.compile(rb"\x1b(?:\[[0-?]{0,32}[ -/]{0,8}|[()])?\Z")
-_WS = b" \t\r\n\v\f"
+# What is not text, for the masker and for every sink (one definition, see :func:`strip_controls`).
+# Escape sequences, each bounded so a stray ESC cannot hold output back for long:
+#   CSI  ESC [ params intermediates final   (colours, cursor moves; private parameters such as ESC[>4;1m)
+#   OSC  ESC ] body BEL  |  ESC ] body ESC \   (window titles, hyperlinks; terminals show no part of it)
+#   nF   ESC intermediates final            (charset designation: ``tput sgr0`` prints ESC ( B)
+#   Fe/Fp/Fs  ESC final                     (two bytes; also what an incomplete ESC [ / ESC ] falls back to)
+# Only an OSC contains a second ESC (the one of its ESC \ terminator), and only as its last-but-one byte.
+_OSC_BODY_MAX = 512
+_SEQUENCE = (
+    rb"\x1b(?:\[[0-?]{0,32}[ -/]{0,8}[@-~]|\][^\x07\x1b]{0,%d}(?:\x07|\x1b\\)|[ -/]{1,8}[0-~]|[0-~])" % _OSC_BODY_MAX
+)
+_SEQUENCE_MAX = 2 + _OSC_BODY_MAX + 2
+_SEQUENCE_RE = re.compile(_SEQUENCE)
+_OSC_RE = re.compile(rb"\x1b\]([^\x07\x1b]{0,%d})(?:\x07|\x1b\\)" % _OSC_BODY_MAX)
+_OSC_START_RE = re.compile(rb"\x1b\]")
+_SHORT_MAX = 43  # the longest sequence that is not an OSC (a CSI)
+# The tail of an escape sequence that more bytes could still complete.
+_UNFINISHED_RE = re.compile(
+    rb"\x1b(?:\[[0-?]{0,32}[ -/]{0,8}|[ -/]{0,8}|\][^\x07\x1b]{0,%d}\x1b?)\Z" % _OSC_BODY_MAX
+)
+# Single bytes that are not text: C0 controls (BEL, BS, a lone ESC, ...) and DEL. Tab, LF and CR are text
+# to a sink (line structure); the masker skips them with the other whitespace.
+_CONTROLS = bytes(range(0x20)).translate(None, b"\t\n\r") + b"\x7f"
+_SKIPPED = _CONTROLS + b" \t\n\r"  # not in the masker's view: controls and all ASCII whitespace
+_SKIPPED_SET = frozenset(_SKIPPED)
 _WORD = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_") | frozenset(range(0x80, 0x100))
 _PREFIX_LEN = 4  # needles are at least this long; the partial-match search filters on this many bytes
 _CTX = 256  # original bytes kept before the unsent part, for word edges and look-behinds
@@ -122,10 +144,22 @@ def whole_word_only(value: str) -> bool:
 
 
 def normalise(data: bytes) -> bytes:
-    """The view matching runs on: ``data`` without ANSI escape sequences and ASCII whitespace."""
+    """The view matching runs on: ``data`` without escape sequences, control bytes and ASCII whitespace."""
     if b"\x1b" in data:
-        data = _ANSI_RE.sub(b"", data)
-    return data.translate(None, _WS)
+        data = _SEQUENCE_RE.sub(b"", data)
+    return data.translate(None, _SKIPPED)
+
+
+def strip_controls(data: bytes) -> bytes:
+    """``data`` without what is not text: escape sequences (CSI, OSC, charset designations, two-byte
+    escapes), C0 control bytes other than tab, LF and CR, and DEL.
+
+    The one definition every sink uses (transcript, JUnit, release.log), and the same one the masker skips
+    when matching, so removing these bytes after masking can never join the pieces of a value back together.
+    """
+    if b"\x1b" in data:
+        data = _SEQUENCE_RE.sub(b"", data)
+    return data.translate(None, _CONTROLS)
 
 
 _PRINTF_Q_SPECIAL = frozenset(" \t'\"\\|&;()<>!{}*[]?^$`,")
@@ -221,7 +255,7 @@ def forms(value: str, *, with_base64: bool = True) -> set[bytes]:
 
 
 def _kept(data: bytes) -> int:
-    return len(data.translate(None, _WS))
+    return len(data.translate(None, _SKIPPED))
 
 
 class _View:
@@ -230,10 +264,10 @@ class _View:
 
     def __init__(self, data: bytes) -> None:
         self.data = data
-        # Escape sequences first (they never contain ESC, so one left-to-right pass finds the same ones
-        # wherever scanning starts outside a sequence), then whitespace.
-        self.text = _ANSI_RE.sub(b"", data) if b"\x1b" in data else data
-        self.norm = self.text.translate(None, _WS)
+        # Escape sequences first (one left-to-right pass finds the same ones wherever scanning starts
+        # outside a sequence), then control bytes and whitespace.
+        self.text = _SEQUENCE_RE.sub(b"", data) if b"\x1b" in data else data
+        self.norm = self.text.translate(None, _SKIPPED)
         self._plain = len(self.text) == len(data)
         self._ansi_at: list[int] | None = None  # text position at which each escape sequence stood
         self._ansi_removed: list[int] = []  # escape bytes removed up to and including each sequence
@@ -243,9 +277,9 @@ class _View:
     def _index_ansi(self) -> list[int]:
         if self._ansi_at is None:
             # split/findall keep the per-sequence work in C (a Python loop over matches cost 3x more).
-            pieces = list(map(len, _ANSI_RE.split(self.data)))
+            pieces = list(map(len, _SEQUENCE_RE.split(self.data)))
             self._ansi_at = list(itertools.accumulate(pieces[:-1]))
-            self._ansi_removed = list(itertools.accumulate(map(len, _ANSI_RE.findall(self.data))))
+            self._ansi_removed = list(itertools.accumulate(map(len, _SEQUENCE_RE.findall(self.data))))
         return self._ansi_at
 
     @property
@@ -286,12 +320,24 @@ class _View:
         """Original span of normalised ``[start, end)``."""
         return self.orig(start), self.orig(end - 1) + 1
 
+    def osc_bodies(self) -> list[tuple[int, int]]:
+        """Spans of the bodies of OSC sequences: not in the view, but a window title or a hyperlink can
+        still carry a value, so they are searched on their own."""
+        # ``]`` alone is found with memchr; a two-byte ``in`` costs more than the regex on a 4 KiB chunk.
+        if self._plain or b"]" not in self.data or _OSC_START_RE.search(self.data) is None:
+            return []
+        return [m.span(1) for m in _OSC_RE.finditer(self.data)]
+
     def word_before(self, pos: int) -> bool:
-        """Whether a word character stands just before ``pos`` (escape sequences are transparent)."""
+        """Whether a word character stands just before ``pos`` (escape sequences are transparent, up to
+        :data:`_CTX` bytes of them: a streaming scanner keeps no more context than that)."""
+        limit = pos - _CTX + 1
         while pos > 0:
             j = bisect.bisect_left(self.ansi, (pos, -1)) - 1  # last sequence starting before pos
             if j >= 0 and self.ansi[j][1] == pos:
                 pos = self.ansi[j][0]
+                if pos < limit:
+                    return False
                 continue
             return self.data[pos - 1] in _WORD
         return False
@@ -312,23 +358,41 @@ def _tail_position(data: bytes, k: int) -> int:
 
     Looks only at a window at the end (the usual partial match is a few bytes long), widening it as needed.
     """
-    if k <= 8 and b"\x1b" not in data[-64:]:
-        # The usual case: a few bytes of a possible match at the very end, no escape sequence near.
-        pos = len(data)
-        while k and pos:
+    if k <= 8:
+        # The usual case: a few bytes of a possible match at the very end, no escape sequence in or around
+        # them (an OSC body before them would count as text here).
+        pos, left = len(data), k
+        while left and pos:
             pos -= 1
-            if data[pos] not in _WS:
-                k -= 1
-        if not k:
+            if data[pos] not in _SKIPPED_SET:
+                left -= 1
+        if not left and b"\x1b" not in data[pos:] and _sequence_at(data, pos) is None:
             return pos
-    width = 2 * k + 2 * _ANSI_MAX + 64
+    width = 2 * k + 2 * _SEQUENCE_MAX + 64
     while True:
         lo = max(0, len(data) - width)
         view = _View(data[lo:])
-        # A window may start inside an escape sequence; its remains are at most _ANSI_MAX bytes at the front.
-        if lo == 0 or len(view.norm) - k >= 2 * _ANSI_MAX:
+        # A window may start inside an escape sequence; its remains are at most _SEQUENCE_MAX bytes at the
+        # front.
+        if lo == 0 or len(view.norm) - k >= 2 * _SEQUENCE_MAX:
             return lo + view.orig(len(view.norm) - k)
         width *= 2
+
+
+def _sequence_at(data: bytes, pos: int) -> tuple[int, int] | None:
+    """The escape sequence ``pos`` lies strictly inside (after its first byte), if any."""
+    esc = data.rfind(b"\x1b", max(0, pos - _SEQUENCE_MAX), pos)
+    if esc < 0 or (pos - esc >= _SHORT_MAX and data[esc + 1] != 0x5D):  # 0x5D: "]", an OSC
+        return None  # the usual case: the last ESC is a colour code that ended long before ``pos``
+    m = _SEQUENCE_RE.match(data, esc)
+    return m.span() if m is not None and m.end() > pos else None
+
+
+def _before_sequence(data: bytes, pos: int) -> int:
+    """``pos``, or the start of the escape sequence it lies inside."""
+    while (found := _sequence_at(data, pos)) is not None:
+        pos = found[0]  # an OSC's ESC \\ first yields its own start; the next round finds the OSC's
+    return pos
 
 
 def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -374,12 +438,9 @@ class MaskStream:
     def _step(self, buf: bytes, final: bool) -> bytes:
         start = len(self._ctx)
         out, cut = self._redactor._process(buf, start, final)
-        lo = max(0, cut - _CTX)
-        esc = buf.rfind(b"\x1b", max(0, lo - _ANSI_MAX), lo)
-        if esc >= 0:  # keep the context starting outside an escape sequence, so it normalises the same
-            m = _ANSI_RE.match(buf, esc)
-            if m is not None and m.end() > lo:
-                lo = min(m.end(), cut)
+        # Start the context outside an escape sequence, so it normalises the same, and before the one it
+        # would cut, so a word edge behind that sequence is still seen.
+        lo = _before_sequence(buf, max(0, cut - _CTX))
         self._ctx = buf[lo:cut]
         self._held = buf[cut:]
         return out
@@ -470,15 +531,8 @@ class Redactor:
 
     def leaks(self, data: bytes) -> list[str]:
         """Keys whose value still occurs in ``data`` in any form (the final rescan of an artifact)."""
-        if self._ac is None:
-            return []
-        where = _View(data)
         found: set[str] = set()
-        for idx, ns, ne in self._ac.find_matches_as_indexes(where.norm, overlapping=True):
-            if self._whole_word[idx]:
-                a, b = where.span(ns, ne)
-                if where.word_before(a) or where.word_after(b):
-                    continue
+        for idx, _span in self._hits(_View(data), final=True):
             found.update(self._keys[idx])
         return sorted(found)
 
@@ -491,11 +545,16 @@ class Redactor:
 
     def _process(self, data: bytes, start: int, final: bool) -> tuple[bytes, int]:
         """Mask ``data[start:]``; returns the output and how far (into ``data``) it reaches."""
-        if not final:
+        esc = -1 if final else data.rfind(b"\x1b", max(start, len(data) - _SEQUENCE_MAX))
+        if esc >= 0:
             # An unfinished escape sequence at the end is held, and the rest is scanned without it: its
-            # bytes would otherwise count as text and break a value that continues after it.
-            esc = data.rfind(b"\x1b", max(start, len(data) - _ANSI_MAX), len(data))
-            if esc >= 0 and _ANSI_UNFINISHED.match(data, esc):
+            # bytes would otherwise count as text and break a value that continues after it. It starts at
+            # the last ESC, or at the one before when that last ESC may begin an OSC's closing ESC \\.
+            if esc == len(data) - 1:
+                before = data.rfind(b"\x1b", max(start, len(data) - _SEQUENCE_MAX), esc)
+                if before >= 0 and _UNFINISHED_RE.match(data, before):
+                    esc = before
+            if _UNFINISHED_RE.match(data, esc):
                 data = data[:esc]
         spans, hold = self._literal_spans(data, start, final)
         named, pattern_hold = self._pattern_spans(data, start, final)
@@ -511,6 +570,11 @@ class Redactor:
             for _, ts, (a, _b) in named:
                 if ts < hold <= a:  # only a held trigger lets the next round find this match again
                     hold, moved = ts, True
+            # Never cut inside an escape sequence (a trigger can stand in an OSC's hyperlink): the next
+            # round must parse its bytes the way a one-shot pass does.
+            outside = _before_sequence(data, hold) if start < hold < len(data) else hold
+            if outside < hold:
+                hold, moved = outside, True
         out = bytearray()
         pos = start
         for a, b in regions:
@@ -529,22 +593,34 @@ class Redactor:
             return spans, hold
         where = _View(data)
         norm = where.norm
-        hits = self._ac.find_matches_as_indexes(norm, overlapping=True)
-        if hits:
-            for idx, ns, ne in hits:
-                a, b = where.span(ns, ne)
-                if b <= start:
-                    continue
-                if self._whole_word[idx]:
-                    after = where.word_after(b)
-                    if (after is None and not final) or after or where.word_before(a):
-                        continue  # an undecided right edge is held back by the partial-match rule
+        for idx, (a, b) in self._hits(where, final):
+            # A whole-word hit that began in what was already sent was judged (and refused) by the round
+            # that sent it, with its left edge in view; with less context now, it is not judged again.
+            if b > start and (a >= start or not self._whole_word[idx]):
                 spans.append((max(a, start), b))
         if not final:
             partial = self._partial(norm)
             if partial is not None:
                 hold = _tail_position(data, len(norm) - partial)
         return spans, hold
+
+    def _hits(self, where: _View, final: bool) -> list[tuple[int, tuple[int, int]]]:
+        """``(needle index, original span)`` of every occurrence in the view and in its OSC bodies."""
+        if self._ac is None:
+            return []
+        out: list[tuple[int, tuple[int, int]]] = []
+        views = [(0, where, final)]
+        # An OSC body is complete (an unfinished one is held back whole), so its right edge is decided.
+        views += [(a, _View(where.data[a:b]), True) for a, b in where.osc_bodies()]
+        for offset, view, closed in views:
+            for idx, ns, ne in self._ac.find_matches_as_indexes(view.norm, overlapping=True):
+                a, b = view.span(ns, ne)
+                if self._whole_word[idx]:
+                    after = view.word_after(b)
+                    if (after is None and not closed) or after or view.word_before(a):
+                        continue  # an undecided right edge is held back by the partial-match rule
+                out.append((idx, (a + offset, b + offset)))
+        return out
 
     def _partial(self, norm: bytes) -> int | None:
         """Earliest index from which the end of ``norm`` could still grow into a match."""

@@ -32,7 +32,10 @@ from runbook_exec.secret_patterns import find_unknown_secrets
 CATALOG = Path(__file__).parent / "fixtures" / "masking" / "catalog"
 ROOT = Path(__file__).resolve().parents[1]
 WINDOW = 12
-ANSI = re.compile(rb"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[()][0-9A-Za-z]|\x1b[@-_]")
+# Terminal escapes (CSI, OSC, charset designations, two-byte) and control bytes: what a terminal hides.
+ANSI = re.compile(
+    rb"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[ -/]*[0-~]|[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"
+)
 
 
 def token(n: int) -> str:
@@ -136,7 +139,8 @@ def squash(data: bytes) -> bytes:
 
 def leaks(artifact: bytes, value: str) -> list[str]:
     """How ``value`` shows in ``artifact`` (descriptions, never the value)."""
-    flat = squash(artifact)
+    # Escapes removed (a value split by them), and only whitespace removed (a value inside an OSC body).
+    flats = (squash(artifact), re.sub(rb"\s+", b"", artifact))
     found = []
     parts = [value] if "\n" not in value else [p for p in value.splitlines() if len(p) >= WINDOW]
     for part in parts:
@@ -144,7 +148,7 @@ def leaks(artifact: bytes, value: str) -> list[str]:
             form = squash(encoded)
             size = min(WINDOW, len(form))
             for pos in range(0, len(form) - size + 1):
-                if form[pos : pos + size] in flat:
+                if any(form[pos : pos + size] in flat for flat in flats):
                     found.append(f"form #{i} window at {pos}")
                     break
     return found
