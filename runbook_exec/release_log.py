@@ -32,6 +32,7 @@ import jinja2
 
 from runbook_exec.document import Runbook
 from runbook_exec.errors import RunbookError
+from runbook_exec.masking import strip_controls
 from runbook_exec.results import FAILED, INTERRUPTED, PASSED, REFUSED, SKIPPED, TIMED_OUT, CellResult, RunReport
 
 # Korea has had no daylight saving time since 1988; a fixed offset avoids needing tzdata on Windows.
@@ -45,9 +46,6 @@ _META_PREFIX = "meta: "
 DEPLOY_TAG, ROLLBACK_TAG = "deploy", "rollback"
 _BAD = (FAILED, TIMED_OUT, REFUSED, INTERRUPTED)
 _TIME = "%Y-%m-%d %H:%M:%S"
-# Terminal control sequences (colours, cursor moves of progress displays) and other C0 controls: a
-# record is plain text for people and parsers.
-_CONTROL = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-_]|[\x00-\x08\x0b-\x1f\x7f]")
 
 Mask = Callable[[str], str]
 
@@ -254,8 +252,11 @@ def _failure(cell: CellResult, report: RunReport, book: Runbook) -> dict[str, An
 
 
 def plain(line: str) -> str:
-    """``line`` without terminal control sequences and trailing blanks."""
-    return _CONTROL.sub("", line).rstrip()
+    """``line`` without terminal control sequences, control bytes, carriage returns and trailing blanks:
+    a record is plain text for people and parsers. (What is dropped is what the masker skips, so dropping
+    it joins no masked value back together.)"""
+    data = strip_controls(line.encode("utf-8", "surrogatepass")).replace(b"\r", b"")
+    return data.decode("utf-8", "surrogatepass").rstrip()
 
 
 def _rollback(tag_prev: str | None, possible: Any) -> dict[str, Any]:

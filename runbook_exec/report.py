@@ -11,14 +11,14 @@ from pathlib import Path
 from typing import BinaryIO
 from xml.etree import ElementTree as ET
 
+from runbook_exec.masking import strip_controls
 from runbook_exec.results import FAILED, INTERRUPTED, REFUSED, SKIPPED, TIMED_OUT, RunReport
-
-_ANSI = re.compile(rb"\x1b(\[[0-9;?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)|[@-Z\\-_])")
 
 
 def plain(data: bytes) -> bytes:
-    """Drop colors and cursor moves: they belong to the terminal, the transcript is a log."""
-    return _ANSI.sub(b"", data) if b"\x1b" in data else data
+    """Drop colors, cursor moves, titles and other control bytes: they belong to the terminal, the
+    transcript is a log. (The masker skips exactly these bytes, so dropping them joins no value back.)"""
+    return strip_controls(data)
 
 
 def run_dir(base: str | Path = ".runbook/runs") -> Path:
@@ -136,12 +136,12 @@ def write_junit(report: RunReport, path: Path) -> None:
     _atomic_write(path, ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n")
 
 
-_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+_NOT_XML = re.compile("[\ufffe\uffff]")  # what XML 1.0 forbids beyond the control bytes plain() drops
 
 
 def _xml_text(text: str) -> str:
     """Output may hold terminal escapes and other control bytes that XML 1.0 forbids: drop them."""
-    return _NOT_XML.sub("", _ANSI.sub(b"", text.encode("utf-8", "surrogateescape")).decode("utf-8", "replace"))
+    return _NOT_XML.sub("", plain(text.encode("utf-8", "surrogateescape")).decode("utf-8", "replace"))
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

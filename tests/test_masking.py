@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from runbook_exec.masking import Redactor, Secret, classify, is_secret_name
+from runbook_exec import release_log, report
+from runbook_exec.masking import Redactor, Secret, classify, is_secret_name, strip_controls
 
 CASES = Path(__file__).parent / "fixtures" / "masking" / "cases.txt"
 
@@ -59,6 +60,23 @@ def test_case(case: Case) -> None:
     stream = redactor.stream()
     assert b"".join(stream.feed(data[i : i + 1]) for i in range(len(data))) + stream.flush() == case.output.encode()
     assert redactor.leaks(case.output.encode()) == []
+    assert redactor.leaks(strip_controls(case.output.encode())) == []  # what every sink does afterwards
+
+
+@pytest.mark.parametrize(
+    "between", ["\x1b]0;t\x07", "\x1b]2;t\x1b\\", "\x1b(B", "\x1b[>4;1m", "\x1b[31m", "\x07", "\x08", "\x7f", "\x00"]
+)
+def test_sinks_never_join_a_masked_value(between: str) -> None:
+    """The transcript, JUnit and release.log drop what the masker skips, never more."""
+    value = secrets.token_urlsafe(18)
+    redactor = Redactor([Secret("K", value)])
+    masked = redactor.mask(f"v={value[:9]}{between}{value[9:]} end\n")
+    sinks = {
+        "transcript": report.plain(masked.encode()).decode(),
+        "junit": report._xml_text(masked),
+        "release.log": release_log.plain(masked),
+    }
+    assert sinks == {"transcript": "v=*** end\n", "junit": "v=*** end\n", "release.log": "v=*** end"}
 
 
 @pytest.mark.parametrize(
