@@ -1,8 +1,8 @@
 """Text in a runbook that looks like a secret (``RX401``–``RX403``), shown masked in the finding itself.
 
-Three kinds: tokens of well-known formats (the masker's unknown-secret patterns from
-:mod:`runbook_exec.secret_patterns`, plus a few formats only ``check`` looks for), PEM private-key blocks,
-and ``KEY=value`` / ``KEY: value`` lines whose value is long and random-looking. A finding names the kind
+Three kinds: tokens of well-known formats and PEM private-key blocks (the masker's own list,
+:mod:`runbook_exec.secret_patterns`, so whatever ``check`` flags is also masked in output), and
+``KEY=value`` / ``KEY: value`` lines whose value is long and random-looking. A finding names the kind
 and shows at most the format's public prefix, never the value.
 """
 
@@ -12,35 +12,10 @@ import math
 import re
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 from runbook_exec.check_findings import Finding, finding
 from runbook_exec.secret_patterns import SECRET_PATTERNS
 
-
-@dataclass(frozen=True)
-class TokenPattern:
-    """A token format the masker does not know but a runbook must not contain either."""
-
-    name: str
-    regex: re.Pattern[str]  # the named group "secret" is masked; the rest is the format's public prefix
-
-
-def _extra_patterns() -> tuple[TokenPattern, ...]:
-    def p(name: str, regex: str) -> TokenPattern:
-        return TokenPattern(name, re.compile(regex))
-
-    return (
-        p("GitHub token", r"\b(?:gh[pousr]_|github_pat_)(?P<secret>[A-Za-z0-9_]{30,})"),
-        p("GitLab token", r"\bglpat-(?P<secret>[A-Za-z0-9_\-]{20,})"),
-        p("Slack token", r"\bxox[abprs]-(?P<secret>[A-Za-z0-9\-]{10,})"),
-        p("AWS access key id", r"\b(?:AKIA|ASIA)(?P<secret>[0-9A-Z]{16})\b"),
-        p("Google API key", r"\bAIza(?P<secret>[0-9A-Za-z_\-]{35})"),
-        p("Stripe key", r"\b[rs]k_live_(?P<secret>[0-9A-Za-z]{20,})"),
-    )
-
-
-EXTRA_PATTERNS = _extra_patterns()
 # Fixed sub-prefixes of a format that are safe to show after its trigger (``sk-`` + ``proj-``).
 _PUBLIC_SUFFIXES = ("proj-", "svcacct-", "admin-", "ant-", "pt_", "sk_")
 
@@ -63,12 +38,6 @@ _PLACEHOLDER = re.compile(
 def mask(value: str, public: int) -> str:
     """``value`` with everything past its public prefix replaced by ``***``."""
     return value[:public] + "***"
-
-
-def shown_match(match: re.Match[str]) -> str:
-    """The matched text with its ``secret`` group masked."""
-    text, base = match.group(0), match.start()
-    return text[: match.start("secret") - base] + "***" + text[match.end("secret") - base :]
 
 
 def entropy(value: str) -> float:
@@ -119,9 +88,6 @@ def _scan_line(line: str) -> Iterator[tuple[int, int, str, str]]:
                     shown = public + "***"
                     yield start, end, f"{pattern.description} in the text: {shown}", code
                 pos = data.find(trigger, pos + 1)
-    for extra in EXTRA_PATTERNS:
-        for m in extra.regex.finditer(line):
-            yield m.start(), m.end(), f"{extra.name} in the text: {shown_match(m)}", "RX401"
     for m in _ASSIGNMENT.finditer(line):
         key, value = m.group("key"), m.group("value")
         if looks_random(value, bool(_SECRET_KEY.search(key))):

@@ -56,6 +56,7 @@ class SecretPattern:
 # A token character for keys that use ``-`` and ``_`` (OpenAI) and the left edge that keeps ``task-`` or
 # ``disk-`` from starting a match.
 _EDGE = rb"(?<![A-Za-z0-9_\-])"
+_WORD_EDGE = rb"(?<![A-Za-z0-9_])"  # a word boundary before the token (``x-glpat-…`` still counts)
 _PEM_LABEL = rb"-----BEGIN [A-Z0-9 ]{0,40}PRIVATE KEY-----"
 # A PEM body: base64 lines plus the ``Proc-Type:`` / ``DEK-Info:`` headers of encrypted keys. Bounded so a
 # stray BEGIN line cannot make a streaming scanner hold output back without limit.
@@ -125,6 +126,49 @@ SECRET_PATTERNS: tuple[SecretPattern, ...] = (
         regex=re.compile(rb"(?i:bearer)[ \t]+(?P<secret>[A-Za-z0-9._~+/\-]{8,}=*)"),
         viable=re.compile(rb"(?:" + _prefixes(b"bearer") + rb"|bearer[ \t]+[A-Za-z0-9._~+/=\-]*)\Z", re.I),
         group="secret",
+    ),
+    SecretPattern(
+        name="github-token",
+        description="GitHub token (ghp_…, gho_…, ghs_…, github_pat_…)",
+        triggers=(b"ghp_", b"gho_", b"ghu_", b"ghs_", b"ghr_", b"github_pat_"),
+        regex=re.compile(_WORD_EDGE + rb"(?:gh[pousr]_|github_pat_)[A-Za-z0-9_]{30,}"),
+        viable=re.compile(_WORD_EDGE + rb"(?:gh[pousr]_|github_pat_)[A-Za-z0-9_]*\Z"),
+    ),
+    SecretPattern(
+        name="gitlab-token",
+        description="GitLab personal access token (glpat-…)",
+        triggers=(b"glpat-",),
+        regex=re.compile(_WORD_EDGE + rb"glpat-[A-Za-z0-9_\-]{20,}"),
+        viable=re.compile(_WORD_EDGE + rb"glpat-[A-Za-z0-9_\-]*\Z"),
+    ),
+    SecretPattern(
+        name="slack-token",
+        description="Slack token (xoxb-…, xoxp-…)",
+        triggers=(b"xoxa-", b"xoxb-", b"xoxp-", b"xoxr-", b"xoxs-"),
+        regex=re.compile(_WORD_EDGE + rb"xox[abprs]-[A-Za-z0-9\-]{10,}"),
+        viable=re.compile(_WORD_EDGE + rb"xox[abprs]-[A-Za-z0-9\-]*\Z"),
+    ),
+    SecretPattern(
+        name="aws-access-key-id",
+        description="AWS access key id (AKIA…, ASIA…)",
+        triggers=(b"AKIA", b"ASIA"),
+        regex=re.compile(_WORD_EDGE + rb"(?:AKIA|ASIA)[0-9A-Z]{16}(?![A-Za-z0-9_])"),
+        # 16 characters in, the edge after them is still unknown
+        viable=re.compile(_WORD_EDGE + rb"(?:AKIA|ASIA)[0-9A-Z]{0,16}\Z"),
+    ),
+    SecretPattern(
+        name="google-api-key",
+        description="Google API key (AIza…)",
+        triggers=(b"AIza",),
+        regex=re.compile(_WORD_EDGE + rb"AIza[0-9A-Za-z_\-]{35}"),
+        viable=re.compile(_WORD_EDGE + rb"AIza[0-9A-Za-z_\-]{0,34}\Z"),
+    ),
+    SecretPattern(
+        name="stripe-key",
+        description="Stripe live key (sk_live_…, rk_live_…)",
+        triggers=(b"sk_live_", b"rk_live_"),
+        regex=re.compile(_WORD_EDGE + rb"[rs]k_live_[0-9A-Za-z]{20,}"),
+        viable=re.compile(_WORD_EDGE + rb"[rs]k_live_[0-9A-Za-z]*\Z"),
     ),
     SecretPattern(
         name="url-password",

@@ -7,13 +7,16 @@ import base64
 import json
 import os
 import secrets
+import string
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from runbook_exec import release_log, report
+from runbook_exec.check_secrets import check_secrets
 from runbook_exec.masking import Redactor, Secret, classify, is_secret_name, strip_controls
 
 CASES = Path(__file__).parent / "fixtures" / "masking" / "cases.txt"
@@ -109,6 +112,44 @@ def test_real_bash_forms(script: str) -> None:
     assert value.encode() not in masked
     assert redactor.leaks(masked) == []
     assert b"***" in masked
+
+
+def _alnum(n: int, alphabet: str = string.ascii_letters + string.digits) -> str:
+    return "".join(secrets.choice(alphabet) for _ in range(n))
+
+
+# Token formats recognised by shape alone: (public prefix, generated token). Generated here so no
+# real-looking token is ever committed.
+TOKEN_FORMATS = [
+    ("ghp_", lambda: "ghp_" + _alnum(36)),
+    ("gho_", lambda: "gho_" + _alnum(36)),
+    ("ghs_", lambda: "ghs_" + _alnum(36)),
+    ("github_pat_", lambda: "github_pat_" + _alnum(22) + "_" + _alnum(59)),
+    ("glpat-", lambda: "glpat-" + _alnum(20)),
+    ("xoxb-", lambda: "xoxb-" + _alnum(11, string.digits) + "-" + _alnum(24)),
+    ("xoxp-", lambda: "xoxp-" + _alnum(11, string.digits) + "-" + _alnum(24)),
+    ("AKIA", lambda: "AKIA" + _alnum(16, string.ascii_uppercase + string.digits)),
+    ("AIza", lambda: "AIza" + _alnum(35)),
+    ("sk_live_", lambda: "sk_live_" + _alnum(24)),
+    ("rk_live_", lambda: "rk_live_" + _alnum(24)),
+    ("sk-proj-", lambda: "sk-proj-" + _alnum(40)),
+]
+
+
+@pytest.mark.parametrize(("prefix", "make"), TOKEN_FORMATS, ids=[p for p, _ in TOKEN_FORMATS])
+def test_token_formats_masked_and_flagged(prefix: str, make: Callable[[], str]) -> None:
+    """One list: what ``check`` flags in a runbook is masked in output, even when no env file names it."""
+    token = make()
+    text = f"export X={token}\ncurl -d 'key={token}' x\n"
+    redactor = Redactor()
+    assert redactor.mask(text) == "export X=***\ncurl -d 'key=***' x\n"
+    data = text.encode()
+    stream = redactor.stream()
+    streamed = b"".join(stream.feed(data[i : i + 1]) for i in range(len(data))) + stream.flush()
+    assert streamed == redactor.mask_bytes(data)
+    findings = check_secrets("book.md", text)
+    assert [(f.code, f.line) for f in findings] == [("RX401", 1), ("RX401", 2)]
+    assert all(f"{prefix}***" in f.message and token not in f.message for f in findings)
 
 
 def test_split_at_4k_and_64k_and_mid_character() -> None:

@@ -58,6 +58,13 @@ NOISE = [
     "-----END RSA PRIVATE KEY-----",
     "MIIEow+/",
     "0123456789abcdefghij",
+    "ghp_",
+    "glpat-",
+    "xoxb-",
+    "AKIA",
+    "AIza",
+    "sk_live_",
+    "0123456789ABCDEFGHIJ",
 ]
 
 values = st.text(VALUE_ALPHABET, min_size=4, max_size=14).filter(lambda v: v.strip() == v and v.strip())
