@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Iterator
 
 from runbook_exec.check_findings import Finding, finding
+from runbook_exec.masking import is_secret_name
 from runbook_exec.secret_patterns import SECRET_PATTERNS
 
 # Fixed sub-prefixes of a format that are safe to show after its trigger (``sk-`` + ``proj-``).
@@ -28,11 +29,20 @@ _ASSIGNMENT = re.compile(
     (?P<q>["']?)(?P<value>[^\s"'`#,;]{12,})(?P=q)
     """
 )
-_SECRET_KEY = re.compile(r"(?i)(pass(word|wd)?|secret|token|api[_-]?key|private[_-]?key|credential|auth|_key$)")
+# Words in a name that hint at a credential, beyond masking's secret names. Wider on purpose: there a name
+# can refuse a run (a short value under it cannot be masked), here it only lowers the randomness bar of a
+# finding, so ``apiKey``, ``client-secret``, ``auth_header`` or ``SECRET_KEY_BASE`` count too.
+_SECRET_HINT = re.compile(r"(?i)pass(word|wd)?|secret|token|api[_-]?key|private[_-]?key|credential|auth")
 _PLACEHOLDER = re.compile(
     r"(?i)^(?:<.*>|\*+|x{3,}.*|\.{3}.*|change[_-]?me.*|your[_-].*|example.*|dummy.*|redacted|placeholder.*|"
     r"\$.*|\{\{.*\}\}|%.*%)$"
 )
+
+
+def secret_key(key: str) -> bool:
+    """A name the runner treats as secret (:func:`runbook_exec.masking.is_secret_name`) or one that hints
+    at a credential."""
+    return is_secret_name(key) or _SECRET_HINT.search(key) is not None
 
 
 def mask(value: str, public: int) -> str:
@@ -90,7 +100,7 @@ def _scan_line(line: str) -> Iterator[tuple[int, int, str, str]]:
                 pos = data.find(trigger, pos + 1)
     for m in _ASSIGNMENT.finditer(line):
         key, value = m.group("key"), m.group("value")
-        if looks_random(value, bool(_SECRET_KEY.search(key))):
+        if looks_random(value, secret_key(key)):
             start = m.start("value")
             yield start, m.end("value"), f"{key}={mask(value, 0)}: a {len(value)}-character random value", "RX402"
 

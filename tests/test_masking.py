@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from runbook_exec import release_log, report
-from runbook_exec.check_secrets import check_secrets
+from runbook_exec.check_secrets import check_secrets, secret_key
 from runbook_exec.masking import Redactor, Secret, classify, is_secret_name, strip_controls
 
 CASES = Path(__file__).parent / "fixtures" / "masking" / "cases.txt"
@@ -250,3 +250,10 @@ def test_classify_allow_short_and_declared() -> None:
 )
 def test_secret_names(name: str, secret: bool) -> None:
     assert is_secret_name(name) is secret
+    if secret:  # check lowers its randomness bar for every name the runner treats as secret
+        assert secret_key(name)
+
+
+@pytest.mark.parametrize(("name", "hint"), [("KEY", True), ("apiKey", True), ("client-secret", True), ("TAG", False)])
+def test_check_secret_key_hints(name: str, hint: bool) -> None:
+    assert secret_key(name) is hint
