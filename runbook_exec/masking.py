@@ -536,11 +536,6 @@ class Redactor:
             found.update(self._keys[idx])
         return sorted(found)
 
-    def shapes(self, data: bytes) -> list[str]:
-        """Names of the shape patterns (unknown secrets) that match somewhere in ``data``."""
-        spans, _ = self._pattern_spans(data, 0, final=True)
-        return sorted({name for name, _, _ in spans})
-
     # -- the scanner --------------------------------------------------------------------------------------
 
     def _process(self, data: bytes, start: int, final: bool) -> tuple[bytes, int]:

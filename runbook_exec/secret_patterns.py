@@ -180,8 +180,6 @@ SECRET_PATTERNS: tuple[SecretPattern, ...] = (
     ),
 )
 
-TRIGGERS: tuple[bytes, ...] = tuple(sorted({t for p in SECRET_PATTERNS for t in p.triggers}))
-
 
 def find_unknown_secrets(data: bytes) -> list[tuple[str, tuple[int, int]]]:
     """``(pattern name, span)`` for every shape-recognised secret in a finished text."""
