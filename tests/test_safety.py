@@ -54,6 +54,24 @@ def _statuses(work: Path) -> dict[str, str]:
     return {c["id"]: c["reason"] or c["status"] for c in cells}
 
 
+def _start_until(args: list[str], cwd: Path, text: bytes) -> tuple[subprocess.Popen[bytes], bytes]:
+    """Start the real CLI without a terminal and read its output until ``text`` shows (the cell is running)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runbook_exec.cli", *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    )
+    assert proc.stdout is not None
+    seen = b""
+    while text not in seen:
+        chunk = proc.stdout.read1(4096)
+        assert chunk, seen
+        seen += chunk
+    return proc, seen
+
+
 ARTIFACTS = ["--report", "r.json", "--junit", "j.xml", "--transcript", "t.log", "--no-release-log"]
 
 
@@ -143,19 +161,7 @@ def test_second_sigint_skips_failure_cells(work: Path) -> None:
 
 
 def test_sigterm_exits_143(work: Path) -> None:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "runbook_exec.cli", "interrupt.md", *ARTIFACTS],
-        cwd=work,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=dict(os.environ, PYTHONPATH=str(ROOT)),
-    )
-    assert proc.stdout is not None
-    seen = b""
-    while b"long cell started" not in seen:
-        chunk = proc.stdout.read1(4096)
-        assert chunk, seen
-        seen += chunk
+    proc, seen = _start_until(["interrupt.md", *ARTIFACTS], work, b"long cell started")
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=20)
     assert proc.returncode == 143
@@ -163,20 +169,8 @@ def test_sigterm_exits_143(work: Path) -> None:
 
 
 def test_second_run_is_refused_while_the_first_holds_the_lock(work: Path) -> None:
-    first = subprocess.Popen(
-        [sys.executable, "-m", "runbook_exec.cli", "lock.md", "--no-release-log"],
-        cwd=work,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        env=dict(os.environ, PYTHONPATH=str(ROOT)),
-    )
+    first, _ = _start_until(["lock.md", "--no-release-log"], work, b"holding")
     try:
-        assert first.stdout is not None
-        seen = b""
-        while b"holding" not in seen:
-            chunk = first.stdout.read1(4096)
-            assert chunk
-            seen += chunk
         second = run_cli(["lock.md", "--no-release-log"], cwd=work)
         assert second.returncode == 2
         assert "another run of this runbook is in progress" in second.stderr
@@ -302,19 +296,7 @@ def test_kill_9_of_the_runner_leaves_no_cell_process_behind(work: Path) -> None:
     (work / "orphan.md").write_text(
         f"# O\n\n```bash {{#fg .exec}}\n(sleep {marker}) &\necho started\nsleep {marker}\n```\n"
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "runbook_exec.cli", "orphan.md", "--no-release-log"],
-        cwd=work,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        env=dict(os.environ, PYTHONPATH=str(ROOT)),
-    )
-    assert proc.stdout is not None
-    seen = b""
-    while b"started" not in seen:
-        chunk = proc.stdout.read1(4096)
-        assert chunk
-        seen += chunk
+    proc, _ = _start_until(["orphan.md", "--no-release-log"], work, b"started")
     proc.kill()
     proc.wait()
     deadline = time.monotonic() + 10
