@@ -17,7 +17,6 @@ import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
 
 from runbook_exec import document
 from runbook_exec.check_findings import ERROR, WARNING, Finding, finding
@@ -28,20 +27,15 @@ from runbook_exec.check_secrets import check_secrets
 from runbook_exec.check_text import check_text
 from runbook_exec.check_vars import check_variables
 from runbook_exec.document import Runbook
-from runbook_exec.errors import Problem, RunbookError, UsageError
+from runbook_exec.errors import ArgumentParser, Problem, RunbookError
 from runbook_exec.shellcheck import SEVERITY_ORDER, check_shell, find_rcfile, find_shellcheck
 
 FAIL_ON = ("error", "warning", "never")
 CHECKS = ("structure", "vars", "secrets", "links", "text", "shellcheck")
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{self.prog}: {message} (see --help)")
-
-
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = ArgumentParser(
         prog="runbook-exec check",
         description="Lint Markdown runbooks: attributes, ids, variables, secrets, links, damaged text, "
         "ShellCheck. One finding per line: path:line:col: CODE message.",

@@ -15,12 +15,12 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from types import FrameType
-from typing import Any, NoReturn
+from typing import Any
 
 from runbook_exec import __version__, document, lock, preflight, release_log, resume
 from runbook_exec.console import Console, use_color
 from runbook_exec.document import Cell, Runbook
-from runbook_exec.errors import RunbookError, UsageError
+from runbook_exec.errors import ArgumentParser, RunbookError, UsageError
 from runbook_exec.executor import Executor
 from runbook_exec.masking import Redactor
 from runbook_exec.plan import Options, Plan, Selection, build
@@ -36,15 +36,8 @@ SUBCOMMANDS = {
 }
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line and a :class:`UsageError` (exit 2)."""
-
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{self.prog}: {message} (see --help)")
-
-
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = ArgumentParser(
         prog="runbook-exec",
         description="Run the .exec cells of a Markdown runbook in one bash session, with secrets masked.",
         epilog="Other commands: runbook-exec check FILE... | preflight [...] | init-env [...]",

@@ -6,8 +6,10 @@ A ``RunbookError`` carries a message that is shown to the operator as is (one li
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import NoReturn
 
 
 @dataclass(frozen=True)
@@ -40,3 +42,10 @@ class RunbookError(Exception):
 
 class UsageError(RunbookError):
     """Wrong command-line usage."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line and a :class:`UsageError` (exit 2), for every subcommand."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message} (see --help)")

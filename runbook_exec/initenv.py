@@ -15,10 +15,9 @@ import re
 import secrets
 import string
 from pathlib import Path
-from typing import NoReturn
 
 from runbook_exec.envfile import parse_env_file
-from runbook_exec.errors import RunbookError, UsageError
+from runbook_exec.errors import ArgumentParser, RunbookError
 
 # Letters and digits only, starting with a letter: the values end up in shell commands (the db
 # healthcheck) and database identifiers. Lower case keeps Postgres role and database names unquoted.
@@ -28,13 +27,8 @@ VALUE_LENGTH = 40  # 1 + 39 characters of 36: about 206 bits
 _OPTIONAL = re.compile(r"^#\s*([A-Za-z_][A-Za-z0-9_.\-]*)=(\S*)$")  # a default has no spaces; prose does
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{self.prog}: {message} (see --help)")
-
-
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="runbook-exec init-env", description="Write random strong values for a sample's keys.")
+    p = ArgumentParser(prog="runbook-exec init-env", description="Write random strong values for a sample's keys.")
     p.add_argument("--sample", default=".env.sample", metavar="PATH", help="key list (default .env.sample)")
     p.add_argument("--out", required=True, metavar="PATH", help="env file to create (mode 600)")
     p.add_argument("--force", action="store_true", help="replace an existing file")

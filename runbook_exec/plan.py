@@ -284,8 +284,9 @@ def _variables(
                     )
                 )
             continue
+        secret = spec.secret or masking.is_secret_name(spec.name)
         if spec.pattern and not re.search(spec.pattern, value):
-            shown = "***" if spec.secret or masking.is_secret_name(spec.name) else repr(value)
+            shown = "***" if secret else repr(value)
             hint = f" ({spec.help})" if spec.help else ""
             problems.append(
                 Problem(
@@ -295,7 +296,7 @@ def _variables(
                 )
             )
         values[spec.name] = value
-        if spec.secret or masking.is_secret_name(spec.name):
+        if secret:
             secrets[spec.name] = value
     for name, value in given.items():
         if name not in specs:

@@ -22,10 +22,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from runbook_exec.envfile import parse_env_file, sample_keys
-from runbook_exec.errors import RunbookError, UsageError
+from runbook_exec.errors import ArgumentParser, RunbookError
 from runbook_exec.masking import Redactor, classify
 
 TAG_PATTERN = re.compile(r"^(\d{4}\.\d{2}\.\d{2}|[0-9a-f]{7,12})$")
@@ -60,13 +60,8 @@ class Inputs:
     environ: Mapping[str, str]
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{self.prog}: {message} (see --help)")
-
-
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = ArgumentParser(
         prog="runbook-exec preflight",
         description="Check the deploy inputs before anything starts (ops/deploy.md #preflight). Exit 0: all pass.",
     )
