@@ -18,9 +18,11 @@ bytes with escape sequences (CSI, OSC, charset designations, two-byte escapes), 
 all ASCII whitespace removed, so colour codes, window titles or a bell inside a value, CRLF from the pty,
 base64 wrapped at 76 columns and PEM lines joined by any whitespace all still match; hits are mapped back
 to the original bytes. The body of an OSC (a window title, a hyperlink's URL) is searched on its own. One
-Aho-Corasick automaton (``ahocorasick_rs``, overlapping matches) finds every occurrence of every form;
-overlapping hits merge into one ``***``. Values shorter than :data:`WORD_MIN` characters are only masked
-where they stand as a whole word (a control byte next to one is an edge: a backspace can make it one).
+literal finder (:mod:`runbook_exec.literals`: Hyperscan, or an Aho-Corasick automaton) finds every
+occurrence of every form, overlapping ones included; overlapping hits merge into one ``***``. Values
+shorter than :data:`WORD_MIN` characters are only masked where they stand as a whole word (a control byte
+next to one is an edge: a backspace can make it one). Buffers longer than two blocks are viewed block by
+block (:class:`_Blocks`), so mapping a hit back never walks the whole buffer.
 
 Tokens that look like secrets (:mod:`runbook_exec.secret_patterns`) are masked too, found by their literal
 triggers in the original bytes.
@@ -45,6 +47,7 @@ from urllib.parse import quote, quote_plus
 
 import ahocorasick_rs
 
+from runbook_exec.literals import LiteralFinder, literal_finder
 from runbook_exec.secret_patterns import SECRET_PATTERNS, SecretPattern
 
 MARKER = b"***"
@@ -70,9 +73,7 @@ _OSC_RE = re.compile(rb"\x1b\]([^\x07\x1b]{0,%d})(?:\x07|\x1b\\)" % _OSC_BODY_MA
 _OSC_START_RE = re.compile(rb"\x1b\]")
 _SHORT_MAX = 43  # the longest sequence that is not an OSC (a CSI)
 # The tail of an escape sequence that more bytes could still complete.
-_UNFINISHED_RE = re.compile(
-    rb"\x1b(?:\[[0-?]{0,32}[ -/]{0,8}|[ -/]{0,8}|\][^\x07\x1b]{0,%d}\x1b?)\Z" % _OSC_BODY_MAX
-)
+_UNFINISHED_RE = re.compile(rb"\x1b(?:\[[0-?]{0,32}[ -/]{0,8}|[ -/]{0,8}|\][^\x07\x1b]{0,%d}\x1b?)\Z" % _OSC_BODY_MAX)
 # Single bytes that are not text: C0 controls (BEL, BS, a lone ESC, ...) and DEL. Tab, LF and CR are text
 # to a sink (line structure); the masker skips them with the other whitespace.
 _CONTROLS = bytes(range(0x20)).translate(None, b"\t\n\r") + b"\x7f"
@@ -321,12 +322,8 @@ class _View:
         return self.orig(start), self.orig(end - 1) + 1
 
     def osc_bodies(self) -> list[tuple[int, int]]:
-        """Spans of the bodies of OSC sequences: not in the view, but a window title or a hyperlink can
-        still carry a value, so they are searched on their own."""
-        # ``]`` alone is found with memchr; a two-byte ``in`` costs more than the regex on a 4 KiB chunk.
-        if self._plain or b"]" not in self.data or _OSC_START_RE.search(self.data) is None:
-            return []
-        return [m.span(1) for m in _OSC_RE.finditer(self.data)]
+        """Spans of the bodies of OSC sequences (see :func:`_osc_bodies`)."""
+        return [] if self._plain else _osc_bodies(self.data)
 
     def word_before(self, pos: int) -> bool:
         """Whether a word character stands just before ``pos`` (escape sequences are transparent, up to
@@ -351,6 +348,63 @@ class _View:
                 continue
             return self.data[pos] in _WORD
         return None
+
+
+_BLOCK = 8192  # buffers longer than two of these are viewed block by block
+
+
+class _Blocks:
+    """A large buffer as a row of :class:`_View` blocks cut outside escape sequences, so that mapping a hit
+    back costs one block instead of the whole buffer (normalising block by block gives the same view)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        cuts = [0]
+        for pos in range(_BLOCK, len(data) - _BLOCK // 2, _BLOCK):
+            cut = _before_sequence(data, pos)
+            if cut > cuts[-1]:
+                cuts.append(cut)
+        cuts.append(len(data))
+        self._starts = cuts[:-1]
+        self._views = [_View(data[a:b]) for a, b in itertools.pairwise(cuts)]
+        self._norm_starts = list(itertools.accumulate((len(v.norm) for v in self._views), initial=0))[:-1]
+        self.norm = b"".join(v.norm for v in self._views)
+        self._whole: _View | None = None
+
+    def orig(self, index: int) -> int:
+        k = bisect.bisect_right(self._norm_starts, index) - 1
+        return self._starts[k] + self._views[k].orig(index - self._norm_starts[k])
+
+    def span(self, start: int, end: int) -> tuple[int, int]:
+        return self.orig(start), self.orig(end - 1) + 1
+
+    def osc_bodies(self) -> list[tuple[int, int]]:
+        return _osc_bodies(self.data)
+
+    def word_before(self, pos: int) -> bool:
+        return self._full().word_before(pos)
+
+    def word_after(self, pos: int) -> bool | None:
+        return self._full().word_after(pos)
+
+    def _full(self) -> _View:
+        # Word edges (short values only) look across blocks: one whole view, built on demand.
+        if self._whole is None:
+            self._whole = _View(self.data)
+        return self._whole
+
+
+def _osc_bodies(data: bytes) -> list[tuple[int, int]]:
+    """Spans of the bodies of OSC sequences: not in the view, but a window title or a hyperlink can still
+    carry a value, so they are searched on their own."""
+    # ``]`` alone is found with memchr; a two-byte ``in`` costs more than the regex on a 4 KiB chunk.
+    if b"]" not in data or _OSC_START_RE.search(data) is None:
+        return []
+    return [m.span(1) for m in _OSC_RE.finditer(data)]
+
+
+def _view(data: bytes) -> _View | _Blocks:
+    return _View(data) if len(data) <= 2 * _BLOCK else _Blocks(data)
 
 
 def _tail_position(data: bytes, k: int) -> int:
@@ -450,7 +504,11 @@ class Redactor:
     """Masks every occurrence of every secret value, in any printed form, and shaped tokens as ``***``."""
 
     def __init__(
-        self, secrets: Iterable[Secret] = (), *, patterns: Iterable[SecretPattern] | None = SECRET_PATTERNS
+        self,
+        secrets: Iterable[Secret] = (),
+        *,
+        patterns: Iterable[SecretPattern] | None = SECRET_PATTERNS,
+        engine: str | None = None,
     ) -> None:
         self.secrets = tuple(s for s in secrets if s.value)
         self.patterns = tuple(patterns or ())
@@ -466,14 +524,12 @@ class Redactor:
         self._keys = [tuple(sorted(keys[n])) for n in self._needles]
         self._whole_word = [n not in anywhere for n in self._needles]
         self._maxlen = max((len(n) for n in self._needles), default=0)
-        self._ac = None
+        self._finder: LiteralFinder | None = None
         self._prefix_ac = None
         self._short_open: set[bytes] = set()
         if self._needles:
-            # Standard match kind: overlapping matches are needed so overlapping secrets all count. The DFA
-            # is 1.7-2.5x faster than the default NFA from 50 secrets x all forms up (bench/masking.py).
-            standard, dfa = ahocorasick_rs.MATCHKIND_STANDARD, ahocorasick_rs.Implementation.DFA
-            self._ac = ahocorasick_rs.BytesAhoCorasick(self._needles, matchkind=standard, implementation=dfa)
+            self._finder = literal_finder(self._needles, engine)
+            standard = ahocorasick_rs.MATCHKIND_STANDARD
             prefixes = sorted({n[:_PREFIX_LEN] for n in self._needles})
             # Open tails shorter than _PREFIX_LEN are looked up here instead of bisecting the needles.
             self._short_open = {n[:i] for n in self._needles for i in range(1, _PREFIX_LEN) if i < len(n)}
@@ -532,7 +588,7 @@ class Redactor:
     def leaks(self, data: bytes) -> list[str]:
         """Keys whose value still occurs in ``data`` in any form (the final rescan of an artifact)."""
         found: set[str] = set()
-        for idx, _span in self._hits(_View(data), final=True):
+        for idx, _span in self._hits(_view(data), final=True):
             found.update(self._keys[idx])
         return sorted(found)
 
@@ -584,9 +640,9 @@ class Redactor:
     def _literal_spans(self, data: bytes, start: int, final: bool) -> tuple[list[tuple[int, int]], int]:
         spans: list[tuple[int, int]] = []
         hold = len(data)
-        if self._ac is None or self._prefix_ac is None:
+        if self._finder is None or self._prefix_ac is None:
             return spans, hold
-        where = _View(data)
+        where = _view(data)
         norm = where.norm
         for idx, (a, b) in self._hits(where, final):
             # A whole-word hit that began in what was already sent was judged (and refused) by the round
@@ -599,16 +655,16 @@ class Redactor:
                 hold = _tail_position(data, len(norm) - partial)
         return spans, hold
 
-    def _hits(self, where: _View, final: bool) -> list[tuple[int, tuple[int, int]]]:
+    def _hits(self, where: _View | _Blocks, final: bool) -> list[tuple[int, tuple[int, int]]]:
         """``(needle index, original span)`` of every occurrence in the view and in its OSC bodies."""
-        if self._ac is None:
+        if self._finder is None:
             return []
         out: list[tuple[int, tuple[int, int]]] = []
-        views = [(0, where, final)]
+        views: list[tuple[int, _View | _Blocks, bool]] = [(0, where, final)]
         # An OSC body is complete (an unfinished one is held back whole), so its right edge is decided.
         views += [(a, _View(where.data[a:b]), True) for a, b in where.osc_bodies()]
         for offset, view, closed in views:
-            for idx, ns, ne in self._ac.find_matches_as_indexes(view.norm, overlapping=True):
+            for idx, ns, ne in self._finder.find(view.norm):
                 a, b = view.span(ns, ne)
                 if self._whole_word[idx]:
                     after = view.word_after(b)

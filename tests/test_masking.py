@@ -17,6 +17,7 @@ import pytest
 
 from runbook_exec import release_log, report
 from runbook_exec.check_secrets import check_secrets, secret_key
+from runbook_exec.literals import ENGINES
 from runbook_exec.masking import Redactor, Secret, classify, is_secret_name, strip_controls
 
 CASES = Path(__file__).parent / "fixtures" / "masking" / "cases.txt"
@@ -55,9 +56,10 @@ def read_cases(path: Path) -> list[Case]:
     return cases
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("case", read_cases(CASES), ids=lambda c: f"{c.line}-{c.name}")
-def test_case(case: Case) -> None:
-    redactor = Redactor(case.secrets)
+def test_case(case: Case, engine: str) -> None:
+    redactor = Redactor(case.secrets, engine=engine)
     assert redactor.mask(case.input) == case.output
     data = case.input.encode()
     stream = redactor.stream()

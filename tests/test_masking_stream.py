@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import base64
 import json
+import random
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from runbook_exec import masking
+from runbook_exec.literals import ENGINES
 from runbook_exec.masking import Redactor, Secret, whole_word_only
 
 # A small alphabet makes values overlap, repeat their own start (``aab``) and nest inside each other.
@@ -123,9 +127,39 @@ def _stream(redactor: Redactor, data: bytes, sizes: list[int]) -> bytes:
 @given(cases())
 def test_streamed_equals_one_shot(case: tuple[list[str], bytes, list[int]]) -> None:
     values_, data, sizes = case
-    redactor = Redactor([Secret(f"K{i}", v) for i, v in enumerate(values_)])
+    secrets = [Secret(f"K{i}", v) for i, v in enumerate(values_)]
+    redactor = Redactor(secrets)
     one_shot = redactor.mask_bytes(data)
+    for engine in ENGINES[1:]:  # every literal engine finds the same matches
+        assert Redactor(secrets, engine=engine).mask_bytes(data) == one_shot
     assert _stream(redactor, data, sizes) == one_shot
     assert _stream(redactor, data, [1]) == one_shot
     long_keys = {f"K{i}" for i, v in enumerate(values_) if not whole_word_only(v)}
     assert not long_keys & set(redactor.leaks(one_shot))
+
+
+def _large_text(rng: random.Random, values_: list[str], size: int) -> bytes:
+    pieces = NOISE + [f for v in values_ for f in _forms_of(v)]
+    pieces += ["\x1b]0;" + "t" * 600 + "\x07", "\x1b]2;" + "w " * 200 + "\x1b\\", "word " * 30 + "\n"]
+    out: list[str] = []
+    total = 0
+    while total < size:
+        piece = rng.choice(pieces)
+        out.append(piece)
+        total += len(piece)
+    return "".join(out).encode()
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_large_buffers_are_viewed_block_by_block_exactly(seed: int) -> None:
+    """Buffers longer than two blocks are normalised and mapped back block by block: the same view, the
+    same original positions and the same masked output as one whole view and as 4 KiB streaming."""
+    rng = random.Random(seed)
+    values_ = ["".join(rng.choice(VALUE_ALPHABET.strip()) for _ in range(rng.randint(4, 14))) for _ in range(3)]
+    data = _large_text(rng, values_, rng.randint(3, 9) * masking._BLOCK)
+    blocks, whole = masking._Blocks(data), masking._View(data)
+    assert blocks.norm == whole.norm
+    for index in sorted(rng.sample(range(len(whole.norm)), 300)):
+        assert blocks.orig(index) == whole.orig(index)
+    redactor = Redactor([Secret(f"K{i}", v) for i, v in enumerate(values_)])
+    assert redactor.mask_bytes(data) == _stream(redactor, data, [4096])

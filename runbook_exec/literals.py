@@ -1,0 +1,71 @@
+"""Find every occurrence (overlapping ones too) of many byte literals in a buffer.
+
+Two engines behind one call, ``finder.find(data) -> [(literal index, start, end), ...]``:
+
+* ``hyperscan`` (Intel Hyperscan's pure-literal compiler): 2.5-2.9 GB/s on log text from 50 to 5,000
+  literals on the CI machines (``bench/masking.py``), where an Aho-Corasick DFA without a prefilter runs at
+  about 650 MB/s once there are more than a few dozen literals. Installed on x86-64 Linux.
+* ``aho-corasick`` (``ahocorasick_rs``, DFA, overlapping matches): everywhere else.
+
+Both report exactly the same set of matches; the masking tests run against both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, cast
+
+import ahocorasick_rs
+
+try:
+    import hyperscan
+
+    ENGINES: tuple[str, ...] = ("hyperscan", "aho-corasick")
+except ImportError:  # pragma: no cover - where the wheel is not installed
+    ENGINES = ("aho-corasick",)
+
+
+class LiteralFinder(Protocol):
+    def find(self, data: bytes) -> list[tuple[int, int, int]]:
+        """``(index, start, end)`` of every occurrence of every literal in ``data``, overlapping included."""
+        ...
+
+
+class _AhoCorasick:
+    def __init__(self, literals: Sequence[bytes]) -> None:
+        # Standard match kind: overlapping matches are needed so that overlapping secrets all count. The
+        # DFA is 1.7-2.5x faster than the default NFA from 50 secrets x all forms up.
+        self._ac = ahocorasick_rs.BytesAhoCorasick(
+            literals, matchkind=ahocorasick_rs.MATCHKIND_STANDARD, implementation=ahocorasick_rs.Implementation.DFA
+        )
+
+    def find(self, data: bytes) -> list[tuple[int, int, int]]:
+        return self._ac.find_matches_as_indexes(data, overlapping=True)
+
+
+def _collect(index: int, _start: int, end: int, _flags: int, hits: object) -> None:
+    cast(list[tuple[int, int]], hits).append((index, end))
+
+
+class _Hyperscan:
+    def __init__(self, literals: Sequence[bytes]) -> None:
+        self._lengths = [len(lit) for lit in literals]
+        self._db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+        # Without flags every match of every literal is reported, at its end offset.
+        self._db.compile(
+            expressions=list(literals), ids=list(range(len(literals))), elements=len(literals), flags=0, literal=True
+        )
+
+    def find(self, data: bytes) -> list[tuple[int, int, int]]:
+        hits: list[tuple[int, int]] = []
+        self._db.scan(data, match_event_handler=_collect, context=hits)
+        lengths = self._lengths
+        return [(i, end - lengths[i], end) for i, end in hits]
+
+
+def literal_finder(literals: Sequence[bytes], engine: str | None = None) -> LiteralFinder:
+    """A finder for ``literals`` (non-empty, distinct) on the fastest engine installed, or on ``engine``."""
+    engine = engine or ENGINES[0]
+    if engine not in ENGINES:
+        raise ValueError(f"literal engine {engine!r} is not available here (available: {', '.join(ENGINES)})")
+    return _Hyperscan(literals) if engine == "hyperscan" else _AhoCorasick(literals)
