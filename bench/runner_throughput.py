@@ -2,7 +2,8 @@
 
 Floor measured in the same run: the same command under ``pty.fork`` read with ``os.read(fd, 65536)`` and
 discarded. The runner run has an env file with 50 secrets, so every byte passes the redactor, the
-terminal (stdout to /dev/null) and the transcript. Peak RSS of the runner comes from ``wait4``.
+terminal (stdout to /dev/null), the transcript and the final rescan, and a release record is appended.
+Peak RSS of the runner comes from ``wait4``.
 
     python bench/runner_throughput.py [--mb 200] [--rss-mb 1000]
 
@@ -43,9 +44,9 @@ def runner(n: int, work: Path) -> tuple[float, float]:
     book.write_text(f"# big\n\n```bash {{#big .exec timeout=3600}}\n{COMMAND.format(n=n)}\n```\n", encoding="utf-8")
     env = work / "bench.env"
     env.write_text("".join(f"K{i}_TOKEN='{secrets.token_urlsafe(24)}'\n" for i in range(50)), encoding="utf-8")
-    args = [sys.executable, "-m", "runbook_exec.cli", str(book), "--env-file", str(env), "--no-release-log",
-            "--transcript", str(work / "t.log"), "--report", str(work / "r.json"),
-            "--junit", str(work / "j.xml")]  # fmt: skip
+    args = [sys.executable, "-m", "runbook_exec.cli", str(book), "--env-file", str(env),
+            "--release-log", str(work / "release.log"), "--transcript", str(work / "t.log"),
+            "--report", str(work / "r.json"), "--junit", str(work / "j.xml")]  # fmt: skip
     t0 = time.perf_counter()
     with open(os.devnull, "wb") as sink:
         proc = subprocess.Popen(args, stdout=sink, stderr=sink, cwd=work)

@@ -343,7 +343,7 @@ def rescan(redactor: Redactor, artifacts: dict[str, Path]) -> list[str]:
     return found
 
 
-_SCAN_CHUNK = 1 << 20
+_SCAN_CHUNK = 256 << 10  # a few transient copies of it (window, view) stay small next to the process
 _SCAN_OVERLAP = 64 << 10  # longer than any encoded form of any secret
 
 

@@ -28,8 +28,6 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-import jinja2
-
 from runbook_exec.document import Runbook
 from runbook_exec.errors import RunbookError
 from runbook_exec.masking import strip_controls
@@ -100,6 +98,8 @@ def render(
         raise RunbookError(f"{template_path}: release record template not found") from None
     except OSError as exc:
         raise RunbookError(f"{template_path}: cannot read release record template: {exc.strerror}") from None
+    import jinja2  # noqa: PLC0415 - loaded only for a record: the largest import, 7 MiB
+
     env = jinja2.Environment(
         undefined=jinja2.StrictUndefined, keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True
     )

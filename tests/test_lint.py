@@ -19,7 +19,10 @@ def _tool(name: str) -> list[str]:
 
 def test_ruff() -> None:
     result = subprocess.run(
-        [*_tool("ruff"), "check", "runbook_exec", "tests", "bench"], cwd=ROOT, capture_output=True, text=True,
+        [*_tool("ruff"), "check", "runbook_exec", "tests", "bench"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
