@@ -449,6 +449,21 @@ def _before_sequence(data: bytes, pos: int) -> int:
     return pos
 
 
+def _trie(words: Iterable[bytes]) -> bytes:
+    """A regular expression matching exactly ``words``, as a trie: at most one branch is tried per byte."""
+    heads: dict[bytes, list[bytes]] = {}
+    end = False
+    for w in words:
+        if w:
+            heads.setdefault(w[:1], []).append(w[1:])
+        else:
+            end = True
+    if not heads:
+        return b""
+    branches = [re.escape(head) + _trie(rest) for head, rest in sorted(heads.items())]
+    return b"(?:" + b"|".join(branches) + b")" + (b"?" if end else b"")
+
+
 def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
     """Union of overlapping spans (nested and overlapping secrets become one marker)."""
     merged: list[tuple[int, int]] = []
@@ -481,7 +496,7 @@ class MaskStream:
         """Mask the next chunk; returns every byte that can no longer be part of a secret."""
         if not data:
             return b""
-        return self._step(self._ctx + self._held + data, final=False)
+        return self._step(b"".join((self._ctx, self._held, data)), final=False)
 
     def flush(self) -> bytes:
         """Release everything held back (end of cell / end of stream)."""
@@ -540,7 +555,7 @@ class Redactor:
                 triggers.setdefault(t, []).append(p)
         self._triggers = sorted(triggers)
         self._trigger_patterns = [tuple(triggers[t]) for t in self._triggers]
-        self._trigger_prefixes = {t[:i] for t in self._triggers for i in range(1, len(t))}
+        self._trigger_tail = re.compile(_trie({t[:i] for t in self._triggers for i in range(1, len(t))}) + rb"\Z")
         self._trigger_max = max(map(len, self._triggers), default=0)
         # Triggers never overlap one another; leftmost-longest lets the automaton skip ahead with memchr.
         self._trigger_ac = (
@@ -609,8 +624,13 @@ class Redactor:
                 data = data[:esc]
         spans, hold = self._literal_spans(data, start, final)
         named, pattern_hold = self._pattern_spans(data, start, final)
-        spans.extend(span for _, _, span in named)
         hold = max(min(hold, pattern_hold), start)
+        if not spans and not named:
+            # The usual chunk: nothing to mask, at most a possible start held back (outside any sequence).
+            if start < hold < len(data):
+                hold = _before_sequence(data, hold)
+            return data[start:hold], hold
+        spans.extend(span for _, _, span in named)
         regions = _merge(spans)
         moved = True
         while moved:
@@ -659,12 +679,18 @@ class Redactor:
         """``(needle index, original span)`` of every occurrence in the view and in its OSC bodies."""
         if self._finder is None:
             return []
+        found = self._finder.find(where.norm)
+        bodies = where.osc_bodies()
+        if not found and not bodies:
+            return []
         out: list[tuple[int, tuple[int, int]]] = []
-        views: list[tuple[int, _View | _Blocks, bool]] = [(0, where, final)]
+        views: list[tuple[int, _View | _Blocks, bool, list[tuple[int, int, int]]]] = [(0, where, final, found)]
         # An OSC body is complete (an unfinished one is held back whole), so its right edge is decided.
-        views += [(a, _View(where.data[a:b]), True) for a, b in where.osc_bodies()]
-        for offset, view, closed in views:
-            for idx, ns, ne in self._finder.find(view.norm):
+        for a, b in bodies:
+            body = _View(where.data[a:b])
+            views.append((a, body, True, self._finder.find(body.norm)))
+        for offset, view, closed, matches in views:
+            for idx, ns, ne in matches:
                 a, b = view.span(ns, ne)
                 if self._whole_word[idx]:
                     after = view.word_after(b)
@@ -678,12 +704,14 @@ class Redactor:
         assert self._prefix_ac is not None
         n = len(norm)
         lo = max(0, n - self._maxlen)
-        candidates = [lo + s for _, s, _ in self._prefix_ac.find_matches_as_indexes(norm[lo:], overlapping=True)]
-        for i in sorted(set(candidates)):
-            if self._open_prefix(norm[i:]):
-                return i
+        found = self._prefix_ac.find_matches_as_indexes(norm[lo:], overlapping=True)
+        if found:
+            for i in sorted({lo + s for _, s, _ in found}):
+                if self._open_prefix(norm[i:]):
+                    return i
+        short = self._short_open
         for i in range(max(lo, n - _PREFIX_LEN + 1), n):
-            if norm[i:] in self._short_open:
+            if norm[i:] in short:
                 return i
         return None
 
@@ -715,8 +743,8 @@ class Redactor:
                 if found is not None and found[1] > found[0]:
                     spans.append((p.name, ts, found))
         if not final:
-            for i in range(max(start, len(data) - self._trigger_max + 1), len(data)):
-                if data[i:] in self._trigger_prefixes:
-                    hold = min(hold, i)
-                    break
+            # The earliest start of a tail that is a proper prefix of a trigger (a trie regex: one C call).
+            tail = self._trigger_tail.search(data, max(start, len(data) - self._trigger_max + 1))
+            if tail is not None:
+                hold = min(hold, tail.start())
         return spans, hold
