@@ -65,7 +65,9 @@ class _Hyperscan:
 
 def literal_finder(literals: Sequence[bytes], engine: str | None = None) -> LiteralFinder:
     """A finder for ``literals`` (non-empty, distinct) on the fastest engine installed, or on ``engine``."""
-    engine = engine or ENGINES[0]
-    if engine not in ENGINES:
+    if engine is not None and engine not in ENGINES:
         raise ValueError(f"literal engine {engine!r} is not available here (available: {', '.join(ENGINES)})")
-    return _Hyperscan(literals) if engine == "hyperscan" else _AhoCorasick(literals)
+    # The Hyperscan binding passes each literal as a C string: one holding a NUL byte goes to Aho-Corasick.
+    if (engine or ENGINES[0]) == "hyperscan" and not any(b"\0" in lit for lit in literals):
+        return _Hyperscan(literals)
+    return _AhoCorasick(literals)
