@@ -47,20 +47,37 @@ def _collect(index: int, _start: int, end: int, _flags: int, hits: object) -> No
     cast(list[tuple[int, int]], hits).append((index, end))
 
 
+_HEAD = 16
+
+
 class _Hyperscan:
+    """Searches for the first :data:`_HEAD` bytes of every literal and confirms the whole literal where one
+    is found. Compiling whole literals needed 6.2 MiB for one set of 50 secrets x all forms and 12.3 MiB for
+    another (a database twice the size); heads keep it at 4.6 MiB for both, and hits are rare."""
+
     def __init__(self, literals: Sequence[bytes]) -> None:
-        self._lengths = [len(lit) for lit in literals]
+        self._literals = list(literals)
+        groups: dict[bytes, list[int]] = {}
+        for i, lit in enumerate(self._literals):
+            groups.setdefault(lit[:_HEAD], []).append(i)
+        self._heads = list(groups)
+        self._members = [tuple(groups[head]) for head in self._heads]
         self._db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
-        # Without flags every match of every literal is reported, at its end offset.
-        self._db.compile(
-            expressions=list(literals), ids=list(range(len(literals))), elements=len(literals), flags=0, literal=True
-        )
+        # Without flags every match of every head is reported, at its end offset.
+        n = len(self._heads)
+        self._db.compile(expressions=self._heads, ids=list(range(n)), elements=n, flags=0, literal=True)
 
     def find(self, data: bytes) -> list[tuple[int, int, int]]:
         hits: list[tuple[int, int]] = []
         self._db.scan(data, match_event_handler=_collect, context=hits)
-        lengths = self._lengths
-        return [(i, end - lengths[i], end) for i, end in hits]
+        out: list[tuple[int, int, int]] = []
+        for h, end in hits:
+            start = end - len(self._heads[h])
+            for i in self._members[h]:
+                lit = self._literals[i]
+                if data.startswith(lit, start):
+                    out.append((i, start, start + len(lit)))
+        return out
 
 
 def literal_finder(literals: Sequence[bytes], engine: str | None = None) -> LiteralFinder:

@@ -10,7 +10,8 @@ from runbook_exec.literals import ENGINES, literal_finder
 
 # A tiny alphabet makes literals overlap, nest and repeat their own start; \xc3\xa9 is a two-byte character.
 ALPHABET = [b"a", b"b", b"\xc3", b"\xa9", b" ", b"\x1b"]
-literal = st.lists(st.sampled_from(ALPHABET), min_size=1, max_size=6).map(b"".join)
+# Up to 24 bytes: longer than the 16-byte heads some engines search by, sharing heads with one another.
+literal = st.lists(st.sampled_from(ALPHABET), min_size=1, max_size=24).map(b"".join)
 
 
 def _expected(literals: list[bytes], data: bytes) -> list[tuple[int, int, int]]:
@@ -19,10 +20,20 @@ def _expected(literals: list[bytes], data: bytes) -> list[tuple[int, int, int]]:
     )
 
 
+@st.composite
+def cases(draw: st.DrawFn) -> tuple[list[bytes], bytes]:
+    literals = draw(st.lists(literal, min_size=1, max_size=8, unique=True))
+    # Text made of the literals themselves, cut pieces of them and single bytes: full and near matches.
+    piece = st.one_of(
+        st.sampled_from(ALPHABET), st.sampled_from(literals), st.sampled_from(literals).map(lambda b: b[1:])
+    )
+    return literals, b"".join(draw(st.lists(piece, max_size=30)))
+
+
 @settings(max_examples=300, deadline=None, derandomize=True, database=None)
-@given(st.lists(literal, min_size=1, max_size=8, unique=True), st.lists(st.sampled_from(ALPHABET), max_size=80))
-def test_engines_find_every_occurrence(literals: list[bytes], pieces: list[bytes]) -> None:
-    data = b"".join(pieces)
+@given(cases())
+def test_engines_find_every_occurrence(case: tuple[list[bytes], bytes]) -> None:
+    literals, data = case
     for engine in ENGINES:
         assert sorted(literal_finder(literals, engine).find(data)) == _expected(literals, data), engine
 
