@@ -68,8 +68,10 @@ class Transcript:
         self._partial = data[cut + 1 :]
         prefix = self._stamp() + b" " + self._label + b" | "
         # One C-level replace instead of a Python loop over lines (a 200 MB cell has millions of them).
-        body = plain(data[:cut]).replace(b"\r\n", b"\n")
-        self._fh.write(prefix + body.replace(b"\n", b"\n" + prefix) + b"\n")
+        body = plain(data[:cut])
+        if b"\r" in body:  # memchr first: the pty does not add CRs (no onlcr), so most output has none
+            body = body.replace(b"\r\n", b"\n")
+        self._fh.writelines((prefix, body.replace(b"\n", b"\n" + prefix), b"\n"))
 
     def finish(self) -> None:
         """End the current cell: write an unfinished last line and flush to disk."""
