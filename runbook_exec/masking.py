@@ -516,7 +516,11 @@ class MaskStream:
 
 
 class Redactor:
-    """Masks every occurrence of every secret value, in any printed form, and shaped tokens as ``***``."""
+    """Masks every occurrence of every secret value, in any printed form, and shaped tokens as ``***``.
+
+    ``engine`` picks the literal search engine (:data:`runbook_exec.literals.ENGINES`; default: the fastest
+    installed); every engine gives the same output, which the tests check.
+    """
 
     def __init__(
         self,
