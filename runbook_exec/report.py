@@ -42,7 +42,8 @@ class Transcript:
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._fh: BinaryIO = open(path, "wb")  # noqa: SIM115 - kept open for the whole run
+        # 64 KiB: a busy cell costs one write per 64 KiB instead of one per pty read; finish() flushes.
+        self._fh: BinaryIO = open(path, "wb", buffering=64 << 10)  # noqa: SIM115 - kept open for the whole run
         self._partial = b""
         self._label = b""
 
