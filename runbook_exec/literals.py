@@ -87,5 +87,11 @@ def literal_finder(literals: Sequence[bytes], engine: str | None = None) -> Lite
         raise ValueError(f"literal engine {engine!r} is not available here (available: {', '.join(ENGINES)})")
     # The Hyperscan binding passes each literal as a C string: one holding a NUL byte goes to Aho-Corasick.
     if (engine or ENGINES[0]) == "hyperscan" and not any(b"\0" in lit for lit in literals):
-        return _Hyperscan(literals)
+        try:
+            return _Hyperscan(literals)
+        except hyperscan.error:
+            if engine == "hyperscan":
+                raise
+            # e.g. ArchitectureError on a CPU without the instructions it needs: the portable engine does
+            # the same search.
     return _AhoCorasick(literals)

@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from runbook_exec import literals as literals_module
 from runbook_exec.literals import ENGINES, literal_finder
 
 # A tiny alphabet makes literals overlap, nest and repeat their own start; \xc3\xa9 is a two-byte character.
@@ -46,3 +47,16 @@ def test_a_literal_with_a_nul_byte_is_still_found() -> None:
 def test_unknown_engine() -> None:
     with pytest.raises(ValueError, match="not available"):
         literal_finder([b"abcd"], "re2")
+
+
+@pytest.mark.skipif("hyperscan" not in ENGINES, reason="Hyperscan is not installed here")
+def test_hyperscan_that_cannot_run_here_falls_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    import hyperscan
+
+    def refuse(_literals: object) -> None:
+        raise hyperscan.ArchitectureError("this CPU lacks SSSE3")
+
+    monkeypatch.setattr(literals_module, "_Hyperscan", refuse)
+    assert literal_finder([b"abcd"]).find(b"xabcd") == [(0, 1, 5)]
+    with pytest.raises(hyperscan.error):
+        literal_finder([b"abcd"], "hyperscan")
