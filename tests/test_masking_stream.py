@@ -152,8 +152,8 @@ def _large_text(rng: random.Random, values_: list[str], size: int) -> bytes:
 
 @pytest.mark.parametrize("seed", range(12))
 def test_large_buffers_are_viewed_block_by_block_exactly(seed: int) -> None:
-    """Buffers longer than two blocks are normalised and mapped back block by block: the same view, the
-    same original positions and the same masked output as one whole view and as 4 KiB streaming."""
+    """Buffers longer than two blocks are normalised and mapped back block by block: the same view and
+    original positions as one whole view, and the same masked output as streaming it in 4 KiB chunks."""
     rng = random.Random(seed)
     values_ = ["".join(rng.choice(VALUE_ALPHABET.strip()) for _ in range(rng.randint(4, 14))) for _ in range(3)]
     data = _large_text(rng, values_, rng.randint(3, 9) * masking._BLOCK)
