@@ -48,7 +48,7 @@ from urllib.parse import quote, quote_plus
 import ahocorasick_rs
 
 from runbook_exec.literals import LiteralFinder, literal_finder
-from runbook_exec.secret_patterns import SECRET_PATTERNS, SecretPattern
+from runbook_exec.secret_patterns import SECRET_PATTERNS, SecretPattern, trie_regex
 
 MARKER = b"***"
 SECRET_NAME = re.compile(r"(?i)(^|_)(PASSWORD|PASSWD|SECRET|TOKEN|API_KEY|PRIVATE_KEY|KEY)$")
@@ -449,21 +449,6 @@ def _before_sequence(data: bytes, pos: int) -> int:
     return pos
 
 
-def _trie(words: Iterable[bytes]) -> bytes:
-    """A regular expression matching exactly ``words``, as a trie: at most one branch is tried per byte."""
-    heads: dict[bytes, list[bytes]] = {}
-    end = False
-    for w in words:
-        if w:
-            heads.setdefault(w[:1], []).append(w[1:])
-        else:
-            end = True
-    if not heads:
-        return b""
-    branches = [re.escape(head) + _trie(rest) for head, rest in sorted(heads.items())]
-    return b"(?:" + b"|".join(branches) + b")" + (b"?" if end else b"")
-
-
 def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
     """Union of overlapping spans (nested and overlapping secrets become one marker)."""
     merged: list[tuple[int, int]] = []
@@ -559,7 +544,7 @@ class Redactor:
                 triggers.setdefault(t, []).append(p)
         self._triggers = sorted(triggers)
         self._trigger_patterns = [tuple(triggers[t]) for t in self._triggers]
-        self._trigger_tail = re.compile(_trie({t[:i] for t in self._triggers for i in range(1, len(t))}) + rb"\Z")
+        self._trigger_tail = re.compile(trie_regex({t[:i] for t in self._triggers for i in range(1, len(t))}) + rb"\Z")
         self._trigger_max = max(map(len, self._triggers), default=0)
         # Triggers never overlap one another; leftmost-longest lets the automaton skip ahead with memchr.
         self._trigger_ac = (

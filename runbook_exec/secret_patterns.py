@@ -12,6 +12,7 @@ match once more bytes arrive; a streaming scanner holds such a tail back instead
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 
@@ -64,12 +65,24 @@ _PEM_BODY = rb"[A-Za-z0-9+/=:,.\s-]"
 _PEM_MAX = 20000
 
 
+def trie_regex(words: Iterable[bytes]) -> bytes:
+    """A regex matching exactly ``words``, built as a trie: at most one branch is tried per byte."""
+    heads: dict[bytes, list[bytes]] = {}
+    end = False
+    for w in words:
+        if w:
+            heads.setdefault(w[:1], []).append(w[1:])
+        else:
+            end = True
+    if not heads:
+        return b""
+    branches = [re.escape(head) + trie_regex(rest) for head, rest in sorted(heads.items())]
+    return b"(?:" + b"|".join(branches) + b")" + (b"?" if end else b"")
+
+
 def _prefixes(word: bytes) -> bytes:
-    """A regex matching every non-empty prefix of ``word`` (``s(?:k(?:-)?)?``)."""
-    out = b""
-    for ch in reversed(word[1:]):
-        out = b"(?:" + re.escape(bytes([ch])) + out + b")?"
-    return re.escape(word[:1]) + out
+    """A regex matching every non-empty prefix of ``word`` (``(?:s(?:k(?:-)?)?)``)."""
+    return trie_regex(word[:i] for i in range(1, len(word) + 1))
 
 
 SECRET_PATTERNS: tuple[SecretPattern, ...] = (
