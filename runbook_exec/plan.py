@@ -271,28 +271,17 @@ def _variables(
             value = environ.get(spec.name)
         if value is None:
             value = spec.default
+        hint = f" ({spec.help})" if spec.help else ""
         if value is None:
             if spec.required:
-                hint = f" ({spec.help})" if spec.help else ""
-                problems.append(
-                    Problem(
-                        path,
-                        book.key_line(spec.name),
-                        f"missing required variable {spec.name}{hint}: pass --var {spec.name}=...",
-                    )
-                )
+                message = f"missing required variable {spec.name}{hint}: pass --var {spec.name}=..."
+                problems.append(Problem(path, book.key_line(spec.name), message))
             continue
         secret = spec.secret or masking.is_secret_name(spec.name)
         if spec.pattern and not re.search(spec.pattern, value):
             shown = "***" if secret else repr(value)
-            hint = f" ({spec.help})" if spec.help else ""
-            problems.append(
-                Problem(
-                    path,
-                    book.key_line(spec.name),
-                    f"variable {spec.name}={shown} does not match {spec.pattern!r}{hint}",
-                )
-            )
+            message = f"variable {spec.name}={shown} does not match {spec.pattern!r}{hint}"
+            problems.append(Problem(path, book.key_line(spec.name), message))
         values[spec.name] = value
         if secret:
             secrets[spec.name] = value

@@ -198,23 +198,16 @@ def test_engine_script_is_idempotent() -> None:
     _need_engine()
     if os.geteuid() != 0:
         pytest.skip("ops/ci/engine.sh runs as root")
-    proc = subprocess.run(
-        ["bash", str(ROOT / "ops" / "ci" / "engine.sh")],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
+
+    def engine(timeout: float) -> subprocess.CompletedProcess[str]:
+        script = str(ROOT / "ops" / "ci" / "engine.sh")
+        return subprocess.run(["bash", script], capture_output=True, text=True, timeout=timeout, check=False)
+
+    proc = engine(900)
     assert proc.returncode == 0, proc.stderr
     exports = dict(line.removeprefix("export ").split("=", 1) for line in proc.stdout.splitlines())
     assert exports == LOCAL_BASE_IMAGES
-    again = subprocess.run(
-        ["bash", str(ROOT / "ops" / "ci" / "engine.sh")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    again = engine(120)
     assert again.returncode == 0, again.stderr
     assert "dockerd answers" in again.stderr
     assert "--variant=minbase" not in again.stderr and "image: building" not in again.stderr
