@@ -103,20 +103,26 @@ def write_json(report: RunReport, path: Path) -> None:
     """Write the JSON report atomically."""
     # Indented for people when small; compact (C encoder, ~10x faster) for runs with many cells.
     indent = 2 if len(report.cells) <= 200 else None
-    _atomic_write(path, json.dumps(report.to_json(), ensure_ascii=False, indent=indent).encode() + b"\n")
+    atomic_write(path, json.dumps(report.to_json(), ensure_ascii=False, indent=indent).encode() + b"\n")
 
 
 def write_junit(report: RunReport, path: Path) -> None:
     """Write a JUnit XML file: one testsuite for the run, one testcase per planned cell."""
     suite = ET.Element(
         "testsuite",
-        name=report.runbook,
+        # One suite per target in a rollout: the name tells them apart in a CI view.
+        name=f"{report.runbook} [{report.target}]" if report.target else report.runbook,
         tests=str(len(report.cells)),
         failures=str(sum(c.status in (FAILED, TIMED_OUT, REFUSED, INTERRUPTED) for c in report.cells)),
         skipped=str(sum(c.status == SKIPPED for c in report.cells)),
         time=f"{(report.finished_at - report.started_at).total_seconds():.3f}",
         timestamp=report.started_at.isoformat(),
     )
+    if report.target:
+        suite.set("hostname", report.engine_host or "")
+        props = ET.SubElement(suite, "properties")
+        ET.SubElement(props, "property", name="target", value=report.target)
+        ET.SubElement(props, "property", name="engine_host", value=report.engine_host or "")
     for cell in report.cells:
         case = ET.SubElement(
             suite,
@@ -136,7 +142,7 @@ def write_junit(report: RunReport, path: Path) -> None:
     root = ET.Element("testsuites")
     root.append(suite)
     ET.indent(root)
-    _atomic_write(path, ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n")
+    atomic_write(path, ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n")
 
 
 _NOT_XML = re.compile("[\ufffe\uffff]")  # what XML 1.0 forbids beyond the control bytes plain() drops
@@ -147,7 +153,8 @@ def _xml_text(text: str) -> str:
     return _NOT_XML.sub("", plain(text.encode("utf-8", "surrogateescape")).decode("utf-8", "replace"))
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path``, fsync it, then rename it over ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "wb") as fh:

@@ -71,6 +71,8 @@ class RunReport:
     run_dir: str | None = None
     transcript: str | None = None
     exit_code: int = 0
+    target: str | None = None  # --target: the target's name
+    engine_host: str | None = None  # --target: the engine's host name (``docker info``)
 
     @property
     def failed_cell(self) -> CellResult | None:
@@ -92,5 +94,7 @@ class RunReport:
             "host": self.host,
             "run_dir": self.run_dir,
             "transcript": self.transcript,
+            # Only runs against a target say so: an untargeted report keeps its shape.
+            **({"target": self.target, "engine_host": self.engine_host} if self.target else {}),
             "cells": [c.to_json() for c in self.cells],
         }
