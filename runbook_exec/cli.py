@@ -57,6 +57,16 @@ def _parser() -> argparse.ArgumentParser:
     inp.add_argument("--env-file", metavar="PATH", help="env file (overrides front matter env_file)")
     inp.add_argument("--var", action="append", default=[], metavar="NAME=VALUE", help="set a variable")
     inp.add_argument("--allow-short-secrets", action="store_true", help="run even if a secret cannot be masked")
+    fleet = p.add_argument_group("targets")
+    fleet.add_argument(
+        "--target",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="run against this target (runbook.targets or a Docker context); repeat in rollout order",
+    )
+    fleet.add_argument("--keep-going", action="store_true", help="with --target: run every target even after a failure")
+    p.set_defaults(target_name=None)  # the one target of a per-target run (set by runbook_exec.rollout)
     safety = p.add_argument_group("safety")
     safety.add_argument("--yes", action="store_true", help="run .danger cells without asking")
     safety.add_argument("--step", action="store_true", help="ask before every cell (run / skip / quit)")
@@ -100,6 +110,7 @@ def build_plan(book: Runbook, args: argparse.Namespace, *, tolerant: bool = Fals
         no_release_log=args.no_release_log or tolerant,
         assume_yes=args.yes or tolerant,
         interactive=_interactive(),
+        target=args.target_name,
     )
     if tolerant and not args.env_file and book.settings.env_file and not Path(book.settings.env_file).exists():
         # A dry run on a machine without the env file (a reviewer's laptop) still shows the plan.
@@ -258,7 +269,9 @@ def run_plan(
 
 
 def _selection_key(args: argparse.Namespace) -> tuple[str, ...]:
-    return Selection(sections=tuple(args.section), cells=tuple(args.cell), tags=tuple(args.tag)).describe()
+    key = Selection(sections=tuple(args.section), cells=tuple(args.cell), tags=tuple(args.tag)).describe()
+    # Each target keeps its own resume state.
+    return (*key, f"target:{args.target_name}") if args.target_name else key
 
 
 def _session_env(plan: Plan) -> dict[str, str]:
@@ -407,6 +420,12 @@ def _run(argv: list[str]) -> int:
         module: Any = importlib.import_module(SUBCOMMANDS[argv[0]])
         return int(module.main(argv[1:]))
     args = _parser().parse_args(argv)
+    if args.target:
+        from runbook_exec import rollout  # noqa: PLC0415 - only a run with --target pays for it
+
+        return rollout.main(args)
+    if args.keep_going:
+        raise UsageError("runbook-exec: --keep-going needs --target (it decides whether a rollout goes on)")
     book = load_runbook(args)
     if args.list:
         return honor_list_request(book, args.json)
