@@ -39,7 +39,7 @@ from runbook_exec.plan import Plan
 from runbook_exec.prefix import prefixed
 from runbook_exec.release_log import BEGIN
 from runbook_exec.results import INTERRUPTED, PASSED
-from runbook_exec.targets import Engine, Target, check_engines, resolve
+from runbook_exec.targets import Engine, Target, check_engines, resolve, update
 
 NOT_RUN, DONE_EARLIER, ERROR = "not run", "done earlier", "error"
 _SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -58,7 +58,7 @@ class Outcome:
     record: str | None = None  # the release record's run id
     message: str | None = None  # why an "error" target did not run
 
-    def to_json(self, artifacts: bool = True) -> dict[str, Any]:
+    def to_json(self) -> dict[str, Any]:
         folder = Path(self.run_dir) if self.run_dir else None
         return {
             **self.target.to_json(),
@@ -68,9 +68,9 @@ class Outcome:
             "exit_code": self.exit_code,
             "duration_s": None if self.seconds is None else round(self.seconds, 3),
             "run_dir": self.run_dir,
-            "report": str(folder / "report.json") if folder and artifacts else None,
-            "junit": str(folder / "junit.xml") if folder and artifacts else None,
-            "transcript": str(folder / "transcript.log") if folder and artifacts else None,
+            "report": str(folder / "report.json") if folder else None,
+            "junit": str(folder / "junit.xml") if folder else None,
+            "transcript": str(folder / "transcript.log") if folder else None,
             "record": self.record,
             "message": self.message,
         }
@@ -279,19 +279,11 @@ def _pointed_at(target: Target) -> Iterator[None]:
     commands the runner itself starts (the rollback check of the failure record)."""
     changes = target.environ()
     before = {key: os.environ.get(key) for key in changes}
+    update(os.environ, changes)
     try:
-        for key, value in changes.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
         yield
     finally:
-        for key, old in before.items():
-            if old is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = old
+        update(os.environ, before)
 
 
 def _run_target(
@@ -340,7 +332,7 @@ def _run_id(begin_line: str | None) -> str | None:
 def _finish(
     book: Runbook, selection: Sequence[str], outcomes: list[Outcome], signum: int, args: argparse.Namespace
 ) -> int:
-    """Exit status, summary table (or JSON), and the rollout's --report / --junit files."""
+    """Exit status, the summary table, and the rollout's --report / --junit files."""
     signalled = [o.exit_code for o in outcomes if o.status == INTERRUPTED and o.exit_code]
     if signum and not signalled:
         # Stopped between two targets: the status a single run stopped by that signal would have.
@@ -353,7 +345,6 @@ def _finish(
         code = 2
     else:
         code = 0
-    listed = outcomes
     summary = {
         "runbook": book.path,
         "selection": list(selection),
@@ -361,14 +352,14 @@ def _finish(
         "exit_code": code,
         "keep_going": bool(args.keep_going),
         "resume": bool(args.resume),
-        "not_run": [o.target.name for o in listed if o.status == NOT_RUN],
-        "targets": [o.to_json() for o in listed],
+        "not_run": [o.target.name for o in outcomes if o.status == NOT_RUN],
+        "targets": [o.to_json() for o in outcomes],
     }
     if args.report:
         _write(Path(args.report), (json.dumps(summary, ensure_ascii=False, indent=2) + "\n").encode(), "--report")
     if args.junit:
-        _write(Path(args.junit), _junit(book, listed), "--junit")
-    print(_table(listed, summary))
+        _write(Path(args.junit), _junit(book, outcomes), "--junit")
+    print(_table(outcomes, summary))
     return code
 
 

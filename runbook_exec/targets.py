@@ -15,7 +15,7 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -84,14 +84,19 @@ class Engine:
     host: str  # ``docker info --format '{{.Name}}'``: the engine's host name
 
 
+def update(environ: MutableMapping[str, str], changes: Mapping[str, str | None]) -> None:
+    """Apply ``changes`` to ``environ`` in place (a None value removes the variable)."""
+    for key, value in changes.items():
+        if value is None:
+            environ.pop(key, None)
+        else:
+            environ[key] = value
+
+
 def apply(environ: Mapping[str, str], changes: Mapping[str, str | None]) -> dict[str, str]:
     """``environ`` with ``changes`` applied (a None value removes the variable)."""
     out = dict(environ)
-    for key, value in changes.items():
-        if value is None:
-            out.pop(key, None)
-        else:
-            out[key] = value
+    update(out, changes)
     return out
 
 
