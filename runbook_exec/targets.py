@@ -13,10 +13,7 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import subprocess
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -218,6 +215,9 @@ def resolve(book: Runbook, names: Sequence[str], docker: str | None = None) -> t
 
 
 def _is_context(name: str, docker: str | None) -> bool:
+    import shutil  # noqa: PLC0415 - document imports this module: parsing front matter must not pay for these
+    import subprocess  # noqa: PLC0415
+
     exe = docker or shutil.which("docker")
     if exe is None or not _NAME.fullmatch(name):
         return False
@@ -262,6 +262,10 @@ def check_engines(
 ) -> tuple[Engine, ...]:
     """Ask every target's engine for its name (``docker info``), all at once; raise listing each one that
     does not answer, so a rollout never deploys to the first servers and then finds the third unreachable."""
+    import shutil  # noqa: PLC0415 - document imports this module: parsing front matter must not pay for these
+    import subprocess  # noqa: PLC0415
+    from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
+
     exe = docker or shutil.which("docker")
     if exe is None:
         raise RunbookError("runbook-exec: --target needs the docker CLI on PATH (not found)")
