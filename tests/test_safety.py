@@ -111,7 +111,7 @@ def test_danger_asks_on_a_tty_and_yes_runs(work: Path) -> None:
 
 def test_step_asks_before_every_cell(work: Path) -> None:
     child = _spawn(["danger.md", "--step", "--yes", *ARTIFACTS], work)
-    child.expect_exact("[Y]es / [s]kip / [q]uit")
+    child.expect_exact("[y]es / [s]kip / [q]uit")
     child.sendline("s")
     child.expect_exact("Run it? [y/N]")
     child.sendline("y")
@@ -276,19 +276,30 @@ def test_ctrl_c_at_a_danger_prompt_runs_nothing_more(work: Path) -> None:
     assert _statuses(work) == {"before": "passed", "down": "refused"}
 
 
-def test_resume_never_restores_a_masked_copy_of_a_secret(work: Path) -> None:
+def test_resume_restores_a_secret_derived_export_in_clear_from_a_private_state_file(work: Path) -> None:
     password = "pw-" + os.urandom(12).hex()
     (work / "db.env").write_text(f"DB_PASSWORD={password}\n")
     args = ["resume-derived.md", "--env-file", "db.env", *ARTIFACTS]
-    assert run_cli(args, cwd=work).returncode == 1
-    state = "".join(p.read_text() for p in (work / ".runbook" / "state").glob("*.jsonl"))
-    assert password not in state and "DSN" in state and "PLAIN" in state
+    first = run_cli(args, cwd=work)
+    assert first.returncode == 1
+    [state] = (work / ".runbook" / "state").glob("*.jsonl")
+    # The one file that holds values in clear: private, and left out of the final rescan.
+    assert state.stat().st_mode & 0o777 == 0o600
+    assert password in state.read_text() and "PLAIN" in state.read_text()
     (work / "gate.ok").write_text("")
     second = run_cli([*args, "--resume"], cwd=work)
     assert second.returncode == 0, second.stdout + second.stderr
-    assert "not restored (their values held secrets; set them again): DSN" in second.stdout
-    assert "plain=kept dsn=unset" in second.stdout
-    assert password not in second.stdout + second.stderr
+    assert "plain=kept dsn=postgres://app:***@db/app" in second.stdout
+    assert "dsn-restored=yes" in second.stdout
+    for text in (
+        first.stdout,
+        first.stderr,
+        second.stdout,
+        second.stderr,
+        *((work / name).read_text() for name in ("r.json", "j.xml", "t.log")),
+    ):
+        assert password not in text
+    assert not state.exists()  # the run passed: nothing to resume, no secret left behind
 
 
 def test_kill_9_of_the_runner_leaves_no_cell_process_behind(work: Path) -> None:
