@@ -532,7 +532,7 @@ def _run(argv: list[str]) -> int:
             args.start = resume.load(args.file, _selection_key(args)).failed_cell
         plan = build_plan(book, args, tolerant=True)
         return honor_dry_run(plan, Redactor(plan.secrets), args.json)
-    with lock.hold(args.file, warn=tell), _Signals() as signals:
+    with lock.hold(args.file, warn=tell):
         # Under the lock: no other runner of this runbook here is alive, so its state can be read.
         saved = None
         if args.resume:
@@ -542,8 +542,10 @@ def _run(argv: list[str]) -> int:
         redactor = Redactor(plan.secrets)
         artifacts = prepare_outputs(plan, args)
         record_aborted_runs(plan, redactor)
-        report, problems = run_plan(plan, redactor, args, saved, artifacts, signals)
-        code = finish(plan, report, redactor, artifacts, problems)
+        # From here on a signal no longer just stops the runner: the run must leave its record.
+        with _Signals() as signals:
+            report, problems = run_plan(plan, redactor, args, saved, artifacts, signals)
+            code = finish(plan, report, redactor, artifacts, problems)
         return signals.late if signals.late is not None and code == 0 else code
 
 

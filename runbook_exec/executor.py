@@ -182,7 +182,7 @@ class Executor:
             finished_at=finished,
             selection=self.plan.selection,
             cells=tuple(results),
-            variables=dict(self.plan.variables),
+            variables=self.redactor.mask_json(dict(self.plan.variables)),  # operator input: masked like all content
             operator=_operator(),
             host=socket.gethostname(),
             exit_code=exit_code,
@@ -191,7 +191,7 @@ class Executor:
     def _skip(self, position: int, total: int, cell: Cell, why: str, status: str = SKIPPED) -> CellResult:
         section, label = self._names[cell.index]
         self._say(self.console.skipped(position, total, section, label, why, status), masked_already=True)
-        return CellResult(cell.id, label, cell.section, cell.line, cell.options.when, status)
+        return CellResult(_masked_id(cell, label), label, section, cell.line, cell.options.when, status)
 
     def _skip_reason(self, cell: Cell) -> str | None:
         """Why ``cell`` is not run given what happened so far, or None when it runs."""
@@ -321,9 +321,9 @@ class Executor:
                 self.console.note("note: the shell session was restarted; only cwd and the environment carried over")
             )
         result = CellResult(
-            id=cell.id,
+            id=_masked_id(cell, label),
             label=label,
-            section=cell.section,
+            section=section,
             line=cell.line,
             when=cell.options.when,
             status=status,
@@ -381,6 +381,11 @@ class Executor:
                 return False
             time.sleep(min(0.1, max(0.0, end - time.monotonic())))
         return not self._state.interrupted
+
+
+def _masked_id(cell: Cell, masked_label: str) -> str | None:
+    """The cell's id as results carry it: runbook text, so masked like the label (which is the id)."""
+    return masked_label if cell.id is not None else None
 
 
 def _operator() -> str:

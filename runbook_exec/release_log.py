@@ -268,8 +268,9 @@ def _cell_json(c: CellResult, book: Runbook, m: _Content) -> dict[str, Any]:
 
 
 def _tags(c: CellResult, book: Runbook) -> tuple[str, ...]:
+    # By line: a result's id is masked like all runbook text, so it may not equal the cell's own id.
     for cell in book.cells:
-        if cell.line == c.line and (cell.id == c.id or c.id is None):
+        if cell.line == c.line and cell.executable:
             return cell.options.tags
     return ()
 
