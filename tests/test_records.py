@@ -245,3 +245,17 @@ def test_a_transcript_that_fails_mid_run_is_one_line_and_the_other_artifacts_are
     assert line == "runbook-exec: /dev/full: transcript incomplete: No space left on device"
     assert _statuses(work / "r.json") == {"many": "passed", "pause": "passed", "last": "passed"}
     assert [r.status for r in release_log.records(work / "release.log")] == ["passed"]
+
+
+def test_resuming_a_resumed_run_keeps_its_cwd_and_exports(work: Path) -> None:
+    first = run_cli(["resume-twice.md", *ARTIFACTS, "--no-release-log"], cwd=work)
+    assert first.returncode == 1
+    assert "stage=prepared dir=work" in first.stdout
+    for _ in range(2):  # the gate still fails: each resume starts from the state the last one started with
+        again = run_cli(["resume-twice.md", "--resume", *ARTIFACTS, "--no-release-log"], cwd=work)
+        assert again.returncode == 1, again.stdout + again.stderr
+        assert "stage=prepared dir=work" in again.stdout
+    (work / "gate.ok").touch()
+    last = run_cli(["resume-twice.md", "--resume", *ARTIFACTS, "--no-release-log"], cwd=work)
+    assert last.returncode == 0, last.stdout + last.stderr
+    assert "finished with prepared in work" in last.stdout
