@@ -22,6 +22,7 @@ import json
 import os
 import re
 import socket
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -92,66 +93,81 @@ def _now() -> str:
 
 
 class Recorder:
-    """Appends one line per started and per finished cell; a write that fails never stops the run."""
+    """Appends one line per started and per finished cell; a write that fails never stops the run.
+
+    Each line is one ``write`` to the file (no user-space buffer), so it is in the kernel, and survives
+    ``kill -9`` of the runner, as soon as the call returns. Times in cell lines are POSIX timestamps.
+    """
 
     def __init__(self, path: Path, header: Mapping[str, Any]) -> None:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.path = path
         self.error: str | None = None
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        os.fchmod(fd, 0o600)  # an older file may have been created with a wider mode
-        self._fh = os.fdopen(fd, "wb")
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
+        os.fchmod(self._fd, 0o600)  # an older file may have been created with a wider mode
         self._last_exports: str | None = str(header.get("exports", ""))
         self._last_cwd: str | None = str(header.get("cwd", ""))
+        self._begins: dict[tuple[str | None, str, str | None, int], bytes] = {}
+        self._cells: dict[tuple[str | None, str, str | None, int, str], bytes] = {}
         self._line({"run": "start", "at": _now(), "pid": os.getpid(), **header})
 
     def _line(self, data: Mapping[str, Any]) -> None:
+        self._write(json.dumps(data, ensure_ascii=False).encode("utf-8", "surrogatepass") + b"\n")
+
+    def _write(self, line: bytes) -> None:
         if self.error is not None:
             return
         try:
-            self._fh.write(json.dumps(data, ensure_ascii=False).encode("utf-8", "surrogatepass") + b"\n")
-            self._fh.flush()
-        except (OSError, ValueError) as exc:
-            self.error = getattr(exc, "strerror", None) or str(exc)
+            os.write(self._fd, line)
+        except OSError as exc:
+            self.error = exc.strerror or str(exc)
 
     def begin(self, cell_id: str | None, label: str, section: str | None, line: int) -> None:
         """A cell was sent to the shell: if the runner dies now, this is the cell that was running."""
-        self._line({"begin": cell_id, "label": label, "section": section, "line": line, "at": _now()})
+        key = (cell_id, label, section, line)
+        head = self._begins.get(key)
+        if head is None:  # once per cell: the per-cell cost is a dict lookup, a format and one write
+            fields = {"begin": cell_id, "label": label, "section": section, "line": line}
+            head = self._begins[key] = json.dumps(fields, ensure_ascii=False)[:-1].encode("utf-8", "surrogatepass")
+        self._write(b'%s, "at": %.6f}\n' % (head, time.time()))
 
     def cell(self, result: CellResult, cwd: str, exports: str) -> None:
         """Record a finished cell. The cwd and exports are written only when they changed."""
-        data: dict[str, Any] = {
-            "cell": result.id,
-            "status": result.status,
-            "when": result.when,
-            "label": result.label,
-            "section": result.section,
-            "line": result.line,
-            "exit_code": result.exit_code,
-            "attempts": result.attempts,
-            "duration_s": round(result.duration_s, 6),
-        }
-        if result.started_at is not None:
-            data["started_at"] = result.started_at.isoformat()
+        key = (result.id, result.label, result.section, result.line, result.when)
+        head = self._cells.get(key)
+        if head is None:  # the parts that never change, encoded once per cell
+            fields = {"cell": result.id, "when": result.when, "label": result.label, "section": result.section}
+            head = json.dumps({**fields, "line": result.line}, ensure_ascii=False)[:-1].encode("utf-8", "surrogatepass")
+            self._cells[key] = head
+        started = result.started_at.timestamp() if result.started_at is not None else None
+        line = b'%s, "status": "%s", "exit_code": %s, "attempts": %d, "duration_s": %.6f, "started_at": %s' % (
+            head,
+            result.status.encode(),
+            b"null" if result.exit_code is None else b"%d" % result.exit_code,
+            result.attempts,
+            result.duration_s,
+            b"null" if started is None else b"%.6f" % started,
+        )
+        extra: dict[str, Any] = {}
         if result.status != PASSED:
-            data["first_error"] = result.first_error
-            data["tail"] = list(result.tail)
+            extra["first_error"] = result.first_error
+            extra["tail"] = list(result.tail)
         if cwd != self._last_cwd:
-            data["cwd"] = cwd
-            self._last_cwd = cwd
+            extra["cwd"] = self._last_cwd = cwd
         if exports != self._last_exports:
-            data["exports"] = exports
-            self._last_exports = exports
-        self._line(data)
+            extra["exports"] = self._last_exports = exports
+        if extra:
+            line += b", " + json.dumps(extra, ensure_ascii=False)[1:-1].encode("utf-8", "surrogatepass")
+        self._write(line + b"}\n")
 
     def close(self, status: str) -> None:
         """Record how the run ended; a passed run needs no resume, so its state (and any secret-derived
         value in it) is deleted."""
         self._line({"run": "end", "status": status, "at": _now()})
-        with contextlib.suppress(OSError, ValueError):
-            os.fsync(self._fh.fileno())
         with contextlib.suppress(OSError):
-            self._fh.close()
+            os.fsync(self._fd)
+        with contextlib.suppress(OSError):
+            os.close(self._fd)
         if status == PASSED:
             with contextlib.suppress(OSError):
                 self.path.unlink()
@@ -274,9 +290,12 @@ def _running_label(run: _Run) -> str | None:
 
 
 def _time(value: object) -> datetime | None:
+    """A time as the state stores it: a POSIX timestamp (cell lines) or ISO 8601 (run lines)."""
     try:
+        if isinstance(value, int | float):
+            return datetime.fromtimestamp(value, UTC)
         return datetime.fromisoformat(str(value)) if value else None
-    except ValueError:
+    except (ValueError, OverflowError, OSError):
         return None
 
 
