@@ -19,7 +19,7 @@ from types import FrameType
 from typing import Any
 
 from runbook_exec import __version__, document, lock, preflight, release_log, resume
-from runbook_exec.console import Console, ask, silence, tell, use_color
+from runbook_exec.console import GONE, Console, ask, silence, tell, use_color
 from runbook_exec.document import Cell, Runbook
 from runbook_exec.errors import ArgumentParser, RunbookError, UsageError
 from runbook_exec.executor import Executor
@@ -496,7 +496,8 @@ _STEP_ANSWERS = {"y": "run", "yes": "run", "s": "skip", "skip": "skip", "q": "qu
 
 def _confirmer(console: Console, redactor: Redactor) -> Callable[[Cell, str], str]:
     """Questions on the terminal. A .danger cell runs only on an explicit ``y`` (default No); ``--step``
-    needs ``y``, ``s`` or ``q`` (a bare Enter asks again). End of input means quit."""
+    needs ``y``, ``s`` or ``q`` (a bare Enter asks again). End of input means quit; a terminal that went
+    away means "not this cell"."""
 
     def confirm(cell: Cell, masked_source: str) -> str:
         kind = "DANGER" if cell.danger else "step"
@@ -507,6 +508,9 @@ def _confirmer(console: Console, redactor: Redactor) -> Callable[[Cell, str], st
             answer = ask(console, "Run it? [y/N] ", lambda a: _DANGER_ANSWERS.get(a, "skip"))
         else:
             answer = ask(console, "Run it? [y]es / [s]kip / [q]uit: ", _STEP_ANSWERS.get)
+        if answer == GONE:
+            # A hang-up: this cell is not run; the signal that comes with it decides what runs next.
+            return "skip"
         return answer or "quit"
 
     return confirm

@@ -114,12 +114,15 @@ def tell(text: str) -> None:
         silence(sys.stderr)
 
 
+GONE = "gone"  # what ask() returns when the terminal went away (hang-up): nobody is left to answer
+
+
 def ask(console: Console, question: str, answers: Callable[[str], str | None], fd: int = 0) -> str | None:
     """Show ``question`` and read one line from the terminal until ``answers`` maps it to a choice.
 
     Input already pending (keys typed while earlier cells ran, meant for something else) is discarded
-    right before the question is shown, so it can never answer it. Returns None on end of input or when
-    the terminal went away.
+    right before the question is shown, so it can never answer it. Returns None on end of input (Ctrl-D)
+    and :data:`GONE` when the terminal went away.
     """
     while True:
         # Discard first, then ask: a key pressed once the question is on the screen is an answer to it.
@@ -127,11 +130,11 @@ def ask(console: Console, question: str, answers: Callable[[str], str | None], f
             termios.tcflush(fd, termios.TCIFLUSH)
         console.write(question.encode())
         if console.broken:
-            return None
+            return GONE
         try:
             line = os.read(fd, 4096)
         except OSError:
-            return None
+            return GONE
         if not line:
             return None
         choice = answers(line.decode("utf-8", "replace").strip().lower())

@@ -216,7 +216,9 @@ class Executor:
         try:
             answer = self.confirm(cell, self.redactor.mask(cell.source))
         except KeyboardInterrupt:
-            answer = "quit"
+            # Ctrl-C at a question is the operator's "no, stop". SIGTERM or a hang-up (nobody left to answer)
+            # is handled as during a cell: this cell is not run, failure/always cells still are.
+            answer = "quit" if state.signal_exit == 130 else "skip"
         finally:
             self.prompting = False
         if answer == "skip":

@@ -86,6 +86,26 @@ def test_sighup_mid_cell_is_handled_like_sigterm_and_leaves_every_record(work: P
     assert record.meta["failed_step"] == "long"
 
 
+def test_a_hang_up_at_a_danger_prompt_refuses_the_cell_and_still_runs_failure_cells(work: Path) -> None:
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "runbook_exec.cli", "danger-collect.md", *ARTIFACTS],
+        cwd=str(work),
+        env=_env(),
+        timeout=30,
+        encoding="utf-8",
+    )
+    child.expect_exact("Run it? [y/N]")
+    os.close(child.child_fd)
+    code = _wait(child.pid)
+    child.closed = True
+    assert code == 129
+    assert _statuses(work / "r.json") == {"before": "passed", "down": "refused", "collect": "passed"}
+    assert not (work / "down.ran").exists() and (work / "collect.ran").exists()
+    [record] = release_log.records(work / "release.log")
+    assert record.status == "interrupted" and record.meta["failed_step"] == "down"
+
+
 def test_a_reader_that_stops_early_never_stops_the_run(work: Path) -> None:
     command = f"{sys.executable} -m runbook_exec.cli pipe.md {' '.join(ARTIFACTS)} 2>err.txt | head -3"
     proc = subprocess.run(
@@ -146,7 +166,12 @@ def _aborted_run(work: Path) -> tuple[str, str]:
     password = "pw-" + os.urandom(12).hex()
     (work / "app.env").write_text(f"COMPOSE_PROJECT_NAME={project}\nDB_PASSWORD={password}\n")
     proc = _start_until(["aborted.md", *ARTIFACTS], work, b"deploying")
-    time.sleep(1.0)  # the transcript reaches the disk within half a second even while the cell is quiet
+    # The transcript reaches the disk within half a second even while the cell is quiet (a generous bound
+    # here: the machine may be busy).
+    deadline = time.monotonic() + 10
+    while b"(waiting)" not in (work / "t.log").read_bytes():
+        assert time.monotonic() < deadline, "the running cell's output never reached the transcript file"
+        time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     return project, password
@@ -165,7 +190,7 @@ def test_kill_9_then_resume_records_the_aborted_run_and_continues_at_its_cell(wo
     aborted, passed = release_log.records(work / "release.log")
     assert aborted.status == "aborted" and aborted.meta["failed_step"] == "deploy"
     assert aborted.meta["exit_code"] is None
-    assert "deploying *** from ***" in aborted.body  # the running cell's last lines, masked
+    assert "deploying *** from *** (waiting)" in aborted.body  # the running cell's last lines, masked
     assert passed.status == "passed"
     everything = (work / "release.log").read_text() + second.stdout + second.stderr + (work / "t.log").read_text()
     assert password not in everything and project not in everything
