@@ -82,9 +82,37 @@ def _transcript(redactor: Redactor, path: Path, redact: bool) -> set[str]:
 
 
 def _batch_leaks(redactor: Redactor, bodies: list[bytes]) -> set[str]:
+    """Keys found in any one of ``bodies``, each judged on its own: one search over all of them joined,
+    and one per body only when that finds something (a hit may also straddle two bodies)."""
     if not bodies or not redactor.leaks(b"\n".join(bodies)):
         return set()
     return {key for body in bodies for key in redactor.leaks(body)}
+
+
+def _content_leaks(redactor: Redactor, content: Any, texts: Callable[[], list[str]]) -> set[str]:
+    """Keys found in any string of ``content`` (a JSON-like value), each string judged on its own.
+
+    The usual case costs one C-level ``json.dumps`` and one search: when the encoded content has no
+    escape (every string stands in it as it is, between quotes) and nothing is found, nothing is there.
+    Otherwise the strings (``texts()``) are searched one by one.
+    """
+    blob = json.dumps(content, ensure_ascii=False).encode("utf-8", "surrogatepass")
+    if b"\\" not in blob and not redactor.leaks(blob):
+        return set()
+    return _text_leaks(redactor, texts())
+
+
+def _text_leaks(redactor: Redactor, texts: list[str]) -> set[str]:
+    keys: set[str] = set()
+    batch: list[bytes] = []
+    size = 0
+    for text in texts:
+        batch.append(text.encode("utf-8", "surrogatepass"))
+        size += len(batch[-1])
+        if size >= _CHUNK:
+            keys |= _batch_leaks(redactor, batch)
+            batch, size = [], 0
+    return keys | _batch_leaks(redactor, batch)
 
 
 def _redact_transcript(redactor: Redactor, path: Path) -> None:
@@ -138,10 +166,8 @@ def _report(redactor: Redactor, path: Path, redact: bool) -> set[str]:
         return _raw(redactor, path, redact)
     if not isinstance(data, dict):
         return _raw(redactor, path, redact)
-    keys: set[str] = set()
-    for holder, key in _json_content(data):
-        for text in _strings(holder[key]):
-            keys.update(redactor.leaks(text.encode("utf-8", "surrogatepass")))
+    parts = [holder[key] for holder, key in _json_content(data)]
+    keys = _content_leaks(redactor, parts, lambda: [text for part in parts for text in _strings(part)])
     if redact:
         for holder, key in _json_content(data):
             holder[key] = redactor.mask_json(holder[key])
@@ -180,18 +206,19 @@ def _junit(redactor: Redactor, path: Path, redact: bool) -> set[str]:
         root = ET.parse(path).getroot()
     except ET.ParseError:
         return _raw(redactor, path, redact)
-    keys: set[str] = set()
+    texts: list[str] = []
     for element in root.iter():
-        for name, value in element.attrib.items():
-            if name not in _JUNIT_OWN:
-                keys.update(redactor.leaks(value.encode()))
-                if redact:
-                    element.set(name, redactor.mask(value))
+        texts.extend(value for name, value in element.attrib.items() if name not in _JUNIT_OWN)
         if element.text:
-            keys.update(redactor.leaks(element.text.encode()))
-            if redact:
-                element.text = redactor.mask(element.text)
+            texts.append(element.text)
+    keys = _content_leaks(redactor, texts, lambda: texts)
     if redact:
+        for element in root.iter():
+            for name, value in element.attrib.items():
+                if name not in _JUNIT_OWN:
+                    element.set(name, redactor.mask(value))
+            if element.text:
+                element.text = redactor.mask(element.text)
         atomic_write(path, ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n")
     return keys
 

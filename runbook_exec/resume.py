@@ -26,6 +26,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from json.encoder import encode_basestring
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +89,11 @@ def parse_exports(script: str) -> dict[str, str]:
     return out
 
 
+def _js(value: str | None) -> str:
+    """A JSON string (or null), by the C encoder the json module uses for strings."""
+    return "null" if value is None else encode_basestring(value)
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat()
 
@@ -107,8 +113,8 @@ class Recorder:
         os.fchmod(self._fd, 0o600)  # an older file may have been created with a wider mode
         self._last_exports: str | None = str(header.get("exports", ""))
         self._last_cwd: str | None = str(header.get("cwd", ""))
-        self._begins: dict[tuple[str | None, str, str | None, int], bytes] = {}
-        self._cells: dict[tuple[str | None, str, str | None, int, str], bytes] = {}
+        self._open: set[tuple[str, int]] = set()  # cells begun whose result is not recorded yet
+        self._deferred = b""
         self._line({"run": "start", "at": _now(), "pid": os.getpid(), **header})
 
     def _line(self, data: Mapping[str, Any]) -> None:
@@ -123,30 +129,30 @@ class Recorder:
             self.error = exc.strerror or str(exc)
 
     def begin(self, cell_id: str | None, label: str, section: str | None, line: int) -> None:
-        """A cell was sent to the shell: if the runner dies now, this is the cell that was running."""
-        key = (cell_id, label, section, line)
-        head = self._begins.get(key)
-        if head is None:  # once per cell: the per-cell cost is a dict lookup, a format and one write
-            fields = {"begin": cell_id, "label": label, "section": section, "line": line}
-            head = self._begins[key] = json.dumps(fields, ensure_ascii=False)[:-1].encode("utf-8", "surrogatepass")
-        self._write(b'%s, "at": %.6f}\n' % (head, time.time()))
+        """A cell was sent to the shell: if the runner dies now, this is the cell that was running.
+
+        While an earlier cell's result is still to be recorded (the next cell is sent to bash as soon as
+        the earlier one ends), this line is written together with that result: one write per cell.
+        """
+        text = (
+            f'{{"begin": {_js(cell_id)}, "label": {_js(label)}, "section": {_js(section)}, "line": {line:d}, '
+            f'"at": {time.time():.6f}}}\n'
+        ).encode("utf-8", "surrogatepass")
+        if self._open:
+            self._deferred += text
+        else:
+            self._write(text)
+        self._open.add((label, line))
 
     def cell(self, result: CellResult, cwd: str, exports: str) -> None:
         """Record a finished cell. The cwd and exports are written only when they changed."""
-        key = (result.id, result.label, result.section, result.line, result.when)
-        head = self._cells.get(key)
-        if head is None:  # the parts that never change, encoded once per cell
-            fields = {"cell": result.id, "when": result.when, "label": result.label, "section": result.section}
-            head = json.dumps({**fields, "line": result.line}, ensure_ascii=False)[:-1].encode("utf-8", "surrogatepass")
-            self._cells[key] = head
-        started = result.started_at.timestamp() if result.started_at is not None else None
-        line = b'%s, "status": "%s", "exit_code": %s, "attempts": %d, "duration_s": %.6f, "started_at": %s' % (
-            head,
-            result.status.encode(),
-            b"null" if result.exit_code is None else b"%d" % result.exit_code,
-            result.attempts,
-            result.duration_s,
-            b"null" if started is None else b"%.6f" % started,
+        self._open.discard((result.label, result.line))
+        started = "null" if result.started_at is None else f"{result.started_at.timestamp():.6f}"
+        text = (
+            f'{{"cell": {_js(result.id)}, "when": {_js(result.when)}, "label": {_js(result.label)}, '
+            f'"section": {_js(result.section)}, "line": {result.line:d}, "status": {_js(result.status)}, '
+            f'"exit_code": {"null" if result.exit_code is None else f"{result.exit_code:d}"}, '
+            f'"attempts": {result.attempts:d}, "duration_s": {result.duration_s:.6f}, "started_at": {started}'
         )
         extra: dict[str, Any] = {}
         if result.status != PASSED:
@@ -157,12 +163,18 @@ class Recorder:
         if exports != self._last_exports:
             extra["exports"] = self._last_exports = exports
         if extra:
-            line += b", " + json.dumps(extra, ensure_ascii=False)[1:-1].encode("utf-8", "surrogatepass")
-        self._write(line + b"}\n")
+            text += ", " + json.dumps(extra, ensure_ascii=False)[1:-1]
+        data = text.encode("utf-8", "surrogatepass") + b"}\n"
+        if self._deferred:
+            data, self._deferred = data + self._deferred, b""
+        self._write(data)
 
     def close(self, status: str) -> None:
         """Record how the run ended; a passed run needs no resume, so its state (and any secret-derived
         value in it) is deleted."""
+        if self._deferred:
+            self._write(self._deferred)
+            self._deferred = b""
         self._line({"run": "end", "status": status, "at": _now()})
         with contextlib.suppress(OSError):
             os.fsync(self._fd)
@@ -270,6 +282,8 @@ def unfinished(runbook: str) -> list[Unfinished]:
     here = str(Path.cwd().resolve())
     found = []
     for path in sorted(STATE_DIR.glob(f"{Path(runbook).stem}-*.jsonl")):
+        if _ended(path):
+            continue  # the usual case, decided from the last line without reading the whole file
         run = _read(path)
         if run is None or run.end is not None:
             continue
@@ -277,6 +291,17 @@ def unfinished(runbook: str) -> list[Unfinished]:
             continue  # another runbook with the same name, or a state file of an older version
         found.append(Unfinished(path, run.header, _aborted_report(run), _running_label(run)))
     return found
+
+
+def _ended(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            size = fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, size - 512))
+            last = fh.read().rstrip(b"\n").rsplit(b"\n", 1)[-1]
+    except OSError:
+        return True
+    return last.startswith(b'{"run": "end"')
 
 
 def mark_recorded(item: Unfinished) -> None:
