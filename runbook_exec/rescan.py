@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -59,6 +60,9 @@ def _transcript(redactor: Redactor, path: Path, redact: bool) -> set[str]:
     if redact:
         _redact_transcript(redactor, path)
         return set()
+    found = _transcript_by_blocks(redactor, path)
+    if found is not None:
+        return found
     keys: set[str] = set()
     batch: list[bytes] = []
     size = 0
@@ -79,6 +83,52 @@ def _transcript(redactor: Redactor, path: Path, redact: bool) -> set[str]:
                 batch, size = [], 0
     keys.update(_batch_leaks(redactor, batch))
     return keys
+
+
+# The runner's part of a transcript line (see report.split_line): a runner line as a whole, or the
+# timestamp-and-label prefix of a cell line.
+_RUNNER_PART = re.compile(rb"(?m)^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z (?:runner \| [^\n]*\n?|[^ \n]+ \| )")
+
+
+def _transcript_by_blocks(redactor: Redactor, path: Path) -> set[str] | None:
+    """Keys in the cell output of a transcript, searched ``_CHUNK`` bytes of whole lines at a time.
+
+    A block is searched as it is first (the usual case: nothing, at the speed of the search); on a hit,
+    again with the runner's parts cut out; and only then line by line. None when a line is longer than a
+    few blocks (the caller then reads it in windows).
+    """
+    keys: set[str] = set()
+    carry = b""
+    strip_first = False
+    with open(path, "rb") as src:
+        while True:
+            chunk = src.read(_CHUNK)
+            data = carry + chunk
+            if not data:
+                return keys
+            cut = len(data) if not chunk else data.rfind(b"\n") + 1
+            if cut == 0:
+                if len(data) > 4 * _CHUNK:
+                    return None
+                carry = data
+                continue
+            block, carry = data[:cut], data[cut:]
+            if strip_first:
+                hit = bool(redactor.leaks(_RUNNER_PART.sub(b"", block)))
+            elif redactor.leaks(block):
+                hit = bool(redactor.leaks(_RUNNER_PART.sub(b"", block)))
+                # The runner's own parts hit (a value such as 2026 in every timestamp): cut them out first
+                # from now on, rather than search every block twice.
+                strip_first = not hit
+            else:
+                hit = False
+            if hit:
+                for line in block.split(b"\n"):
+                    body = split_line(line)[1]
+                    if body:
+                        keys.update(redactor.leaks(body))
+            if not chunk:
+                return keys
 
 
 def _batch_leaks(redactor: Redactor, bodies: list[bytes]) -> set[str]:

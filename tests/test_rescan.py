@@ -137,3 +137,13 @@ def test_a_file_not_in_its_format_is_searched_whole_and_state_is_never_scanned(t
     assert found == [f"{report}: contained a form of DB_PASSWORD; redacted"]
     assert SECRET not in report.read_text()
     assert SECRET in state.read_text()  # the resume state keeps values in clear (mode 0600, never shown)
+
+
+def test_transcript_of_many_blocks_with_a_common_value_in_every_timestamp(tmp_path: Path) -> None:
+    path = tmp_path / "transcript.log"
+    clean = f"{STAMP} up | line of output\n".encode() * 20000  # ~1 MB: several blocks, 2026 in every prefix
+    path.write_bytes(clean + f"{STAMP} up | late {SECRET}\n".encode() + clean)
+    assert rescan(_redactor(), {"transcript": path}) == [f"{path}: contained a form of DB_PASSWORD; redacted"]
+    assert path.read_bytes() == clean + f"{STAMP} up | late ***\n".encode() + clean
+    path.write_bytes(clean)
+    assert rescan(_redactor(), {"transcript": path}) == []
