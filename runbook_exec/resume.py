@@ -113,7 +113,7 @@ class Recorder:
         os.fchmod(self._fd, 0o600)  # an older file may have been created with a wider mode
         self._last_exports: str | None = str(header.get("exports", ""))
         self._last_cwd: str | None = str(header.get("cwd", ""))
-        self._open: set[tuple[str, int]] = set()  # cells begun whose result is not recorded yet
+        self._open: set[int] = set()  # lines of the cells begun whose result is not recorded yet
         self._deferred = b""
         self._line({"run": "start", "at": _now(), "pid": os.getpid(), **header})
 
@@ -142,11 +142,11 @@ class Recorder:
             self._deferred += text
         else:
             self._write(text)
-        self._open.add((label, line))
+        self._open.add(line)  # a cell's line identifies it in its runbook (its label may be masked later)
 
     def cell(self, result: CellResult, cwd: str, exports: str) -> None:
         """Record a finished cell. The cwd and exports are written only when they changed."""
-        self._open.discard((result.label, result.line))
+        self._open.discard(result.line)
         started = "null" if result.started_at is None else f"{result.started_at.timestamp():.6f}"
         text = (
             f'{{"cell": {_js(result.id)}, "when": {_js(result.when)}, "label": {_js(result.label)}, '
@@ -165,8 +165,8 @@ class Recorder:
         if extra:
             text += ", " + json.dumps(extra, ensure_ascii=False)[1:-1]
         data = text.encode("utf-8", "surrogatepass") + b"}\n"
-        if self._deferred:
-            data, self._deferred = data + self._deferred, b""
+        if self._deferred:  # in the order they happened: the begins came before this result
+            data, self._deferred = self._deferred + data, b""
         self._write(data)
 
     def close(self, status: str) -> None:
@@ -218,9 +218,8 @@ def _read(path: Path) -> _Run | None:
             run.running.append(data)
         elif "cell" in data:
             run.finished.append(data)
-            done = next((b for b in run.running if b.get("begin") == data["cell"]), None)
-            if done is not None:
-                run.running.remove(done)
+            # Every begin of that cell (a retry begins it again) is finished by its result.
+            run.running[:] = [b for b in run.running if b.get("line") != data.get("line")]
     return run
 
 
