@@ -19,7 +19,7 @@ import pytest
 
 from runbook_exec import release_log
 
-from conftest import FIXTURES, ROOT, run_cli
+from conftest import FIXTURES, ROOT, run_cli, start_until
 
 RECORDS = FIXTURES / "records"
 ARTIFACTS = ["--report", "r.json", "--junit", "j.xml", "--transcript", "t.log"]
@@ -53,22 +53,21 @@ def _wait(pid: int, seconds: float = 30) -> int:
     raise AssertionError("the runner did not finish")
 
 
-def test_sighup_mid_cell_is_handled_like_sigterm_and_leaves_every_record(work: Path) -> None:
+def _hang_up_at(args: list[str], work: Path, text: str) -> int:
+    """Run the CLI on a pty; once ``text`` shows, the terminal goes away (SSH dropped): the kernel sends
+    SIGHUP and later writes to it fail with EIO. Returns the exit status."""
     child = pexpect.spawn(
-        sys.executable,
-        ["-m", "runbook_exec.cli", "hangup.md", *ARTIFACTS],
-        cwd=str(work),
-        env=_env(),
-        timeout=30,
-        encoding="utf-8",
+        sys.executable, ["-m", "runbook_exec.cli", *args], cwd=str(work), env=_env(), timeout=30, encoding="utf-8"
     )
-    child.expect_exact("long cell started")
-    t0 = time.monotonic()
-    # The terminal goes away (SSH dropped): the kernel sends SIGHUP and later writes to it fail with EIO.
+    child.expect_exact(text)
     os.close(child.child_fd)
-    code = _wait(child.pid)
     child.closed = True
-    assert code == 129
+    return _wait(child.pid)
+
+
+def test_sighup_mid_cell_is_handled_like_sigterm_and_leaves_every_record(work: Path) -> None:
+    t0 = time.monotonic()
+    assert _hang_up_at(["hangup.md", *ARTIFACTS], work, "long cell started") == 129
     assert time.monotonic() - t0 < 15
     assert _statuses(work / "r.json") == {
         "prepare": "passed",
@@ -87,36 +86,25 @@ def test_sighup_mid_cell_is_handled_like_sigterm_and_leaves_every_record(work: P
 
 
 def test_a_hang_up_at_a_danger_prompt_refuses_the_cell_and_still_runs_failure_cells(work: Path) -> None:
-    child = pexpect.spawn(
-        sys.executable,
-        ["-m", "runbook_exec.cli", "danger-collect.md", *ARTIFACTS],
-        cwd=str(work),
-        env=_env(),
-        timeout=30,
-        encoding="utf-8",
-    )
-    child.expect_exact("Run it? [y/N]")
-    os.close(child.child_fd)
-    code = _wait(child.pid)
-    child.closed = True
-    assert code == 129
+    assert _hang_up_at(["danger-collect.md", *ARTIFACTS], work, "Run it? [y/N]") == 129
     assert _statuses(work / "r.json") == {"before": "passed", "down": "refused", "collect": "passed"}
     assert not (work / "down.ran").exists() and (work / "collect.ran").exists()
     [record] = release_log.records(work / "release.log")
     assert record.status == "interrupted" and record.meta["failed_step"] == "down"
 
 
-def test_a_reader_that_stops_early_never_stops_the_run(work: Path) -> None:
-    command = f"{sys.executable} -m runbook_exec.cli pipe.md {' '.join(ARTIFACTS)} 2>err.txt | head -3"
-    proc = subprocess.run(
-        ["bash", "-c", command + '; echo "runner=${PIPESTATUS[0]}"'],
-        cwd=work,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+RUNNER = f"{sys.executable} -m runbook_exec.cli pipe.md {' '.join(ARTIFACTS)}"
+
+
+def _bash(command: str, work: Path) -> subprocess.CompletedProcess[str]:
+    """The runner started the way an operator's shell starts it (pipes, closed descriptors)."""
+    return subprocess.run(
+        ["bash", "-c", command], cwd=work, env=_env(), capture_output=True, text=True, timeout=60, check=False
     )
+
+
+def test_a_reader_that_stops_early_never_stops_the_run(work: Path) -> None:
+    proc = _bash(f"{RUNNER} 2>err.txt | head -3; echo runner=${{PIPESTATUS[0]}}", work)
     assert proc.stdout.splitlines()[-1] == "runner=0", proc.stdout + (work / "err.txt").read_text()
     assert len(proc.stdout.splitlines()) == 4  # what head read, and the exit status
     assert (work / "last.ran").exists()
@@ -128,36 +116,11 @@ def test_a_reader_that_stops_early_never_stops_the_run(work: Path) -> None:
 
 
 def test_a_closed_stdout_never_stops_the_run(work: Path) -> None:
-    proc = subprocess.run(
-        ["bash", "-c", f"exec {sys.executable} -m runbook_exec.cli pipe.md {' '.join(ARTIFACTS)} >&-"],
-        cwd=work,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    proc = _bash(f"exec {RUNNER} >&-", work)
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
     assert (work / "last.ran").exists()
     assert [r.status for r in release_log.records(work / "release.log")] == ["passed"]
-
-
-def _start_until(args: list[str], cwd: Path, text: bytes) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "runbook_exec.cli", *args],
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        env=_env(),
-    )
-    assert proc.stdout is not None
-    seen = b""
-    while text not in seen:
-        chunk = proc.stdout.read1(4096)
-        assert chunk, seen
-        seen += chunk
-    return proc
 
 
 def _aborted_run(work: Path) -> tuple[str, str]:
@@ -165,7 +128,7 @@ def _aborted_run(work: Path) -> tuple[str, str]:
     project = "proj-" + os.urandom(5).hex()
     password = "pw-" + os.urandom(12).hex()
     (work / "app.env").write_text(f"COMPOSE_PROJECT_NAME={project}\nDB_PASSWORD={password}\n")
-    proc = _start_until(["aborted.md", *ARTIFACTS], work, b"deploying")
+    proc, _ = start_until(["aborted.md", *ARTIFACTS], work, b"deploying")
     # The transcript reaches the disk within half a second even while the cell is quiet (a generous bound
     # here: the machine may be busy).
     deadline = time.monotonic() + 10

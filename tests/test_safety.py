@@ -18,7 +18,7 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from conftest import FIXTURES, ROOT, run_cli
+from conftest import FIXTURES, ROOT, run_cli, start_until
 
 SAFETY = FIXTURES / "safety"
 
@@ -52,24 +52,6 @@ def _statuses(work: Path) -> dict[str, str]:
     cells = _report(work)["cells"]
     assert isinstance(cells, list)
     return {c["id"]: c["reason"] or c["status"] for c in cells}
-
-
-def _start_until(args: list[str], cwd: Path, text: bytes) -> tuple[subprocess.Popen[bytes], bytes]:
-    """Start the real CLI without a terminal and read its output until ``text`` shows (the cell is running)."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "runbook_exec.cli", *args],
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        env=dict(os.environ, PYTHONPATH=str(ROOT)),
-    )
-    assert proc.stdout is not None
-    seen = b""
-    while text not in seen:
-        chunk = proc.stdout.read1(4096)
-        assert chunk, seen
-        seen += chunk
-    return proc, seen
 
 
 ARTIFACTS = ["--report", "r.json", "--junit", "j.xml", "--transcript", "t.log", "--no-release-log"]
@@ -161,7 +143,7 @@ def test_second_sigint_skips_failure_cells(work: Path) -> None:
 
 
 def test_sigterm_exits_143(work: Path) -> None:
-    proc, seen = _start_until(["interrupt.md", *ARTIFACTS], work, b"long cell started")
+    proc, seen = start_until(["interrupt.md", *ARTIFACTS], work, b"long cell started")
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=20)
     assert proc.returncode == 143
@@ -169,7 +151,7 @@ def test_sigterm_exits_143(work: Path) -> None:
 
 
 def test_second_run_is_refused_while_the_first_holds_the_lock(work: Path) -> None:
-    first, _ = _start_until(["lock.md", "--no-release-log"], work, b"holding")
+    first, _ = start_until(["lock.md", "--no-release-log"], work, b"holding")
     try:
         second = run_cli(["lock.md", "--no-release-log"], cwd=work)
         assert second.returncode == 2
@@ -307,7 +289,7 @@ def test_kill_9_of_the_runner_leaves_no_cell_process_behind(work: Path) -> None:
     (work / "orphan.md").write_text(
         f"# O\n\n```bash {{#fg .exec}}\n(sleep {marker}) &\necho started\nsleep {marker}\n```\n"
     )
-    proc, _ = _start_until(["orphan.md", "--no-release-log"], work, b"started")
+    proc, _ = start_until(["orphan.md", "--no-release-log"], work, b"started")
     proc.kill()
     proc.wait()
     deadline = time.monotonic() + 10
