@@ -98,6 +98,7 @@ class Executor:
         confirm: Confirm | None = None,
         step: bool = False,
         on_cell_done: Callable[[Cell, CellResult, ShellResult | None], None] | None = None,
+        on_cell_start: Callable[[Cell], None] | None = None,
     ) -> None:
         self.plan = plan
         self.shell = shell
@@ -107,6 +108,7 @@ class Executor:
         self.confirm = confirm
         self.step = step
         self.on_cell_done = on_cell_done
+        self.on_cell_start = on_cell_start
         self._state = _State()
         self._functions: set[str] = set()
         self.prompting = False
@@ -167,8 +169,10 @@ class Executor:
         }
         summary = ", ".join(f"{n} {s.replace('_', ' ')}" for s, n in counts.items() if n)
         style = "green" if status == PASSED else "red"
+        # Only the runner's own words and numbers: not masked (a value such as "passed" must not hide them).
         self._say(
-            self.console.note(f"{status.upper()}: {summary} in {(finished - started).total_seconds():.2f} s", style)
+            self.console.note(f"{status.upper()}: {summary} in {(finished - started).total_seconds():.2f} s", style),
+            masked_already=True,
         )
         return RunReport(
             runbook=self.plan.runbook.path,
@@ -178,7 +182,7 @@ class Executor:
             finished_at=finished,
             selection=self.plan.selection,
             cells=tuple(results),
-            variables=dict(self.plan.variables),
+            variables=self.redactor.mask_json(dict(self.plan.variables)),  # operator input: masked like all content
             operator=_operator(),
             host=socket.gethostname(),
             exit_code=exit_code,
@@ -186,8 +190,8 @@ class Executor:
 
     def _skip(self, position: int, total: int, cell: Cell, why: str, status: str = SKIPPED) -> CellResult:
         section, label = self._names[cell.index]
-        self._say(self.console.skipped(position, total, section, label, why), masked_already=True)
-        return CellResult(cell.id, label, cell.section, cell.line, cell.options.when, status)
+        self._say(self.console.skipped(position, total, section, label, why, status), masked_already=True)
+        return CellResult(_masked_id(cell, label), label, section, cell.line, cell.options.when, status)
 
     def _skip_reason(self, cell: Cell) -> str | None:
         """Why ``cell`` is not run given what happened so far, or None when it runs."""
@@ -212,24 +216,28 @@ class Executor:
         try:
             answer = self.confirm(cell, self.redactor.mask(cell.source))
         except KeyboardInterrupt:
-            answer = "quit"
+            # Ctrl-C at a question is the operator's "no, stop". SIGTERM or a hang-up (nobody left to answer)
+            # is handled as during a cell: this cell is not run, failure/always cells still are.
+            answer = "quit" if state.signal_exit == 130 else "skip"
         finally:
             self.prompting = False
         if answer == "skip":
             status = REFUSED if cell.danger else SKIPPED
             if status == REFUSED:
                 state.failed = True
-            return self._skip(position, total, cell, "declined", status)
+            return self._skip(position, total, cell, "declined at the prompt" if cell.danger else "declined", status)
         if answer == "quit":
             state.quit = True
             state.failed = True
-            return self._skip(position, total, cell, "quit", REFUSED)
+            return self._skip(position, total, cell, "quit at the prompt", REFUSED)
         return None
 
     def _cwd(self, cell: Cell) -> str | None:
         return str((self.plan.runbook.base_dir / cell.options.cwd).resolve()) if cell.options.cwd else None
 
     def _start(self, cell: Cell) -> Started:
+        if self.on_cell_start:
+            self.on_cell_start(cell)
         return self.shell.start(
             cell.source,
             cwd=self._cwd(cell),
@@ -299,7 +307,8 @@ class Executor:
                 self.console.note(
                     f"↻ {label}: exit {last.exit_code}; retry {attempts}/{retries} in {cell.options.interval:g} s",
                     "dim",
-                )
+                ),
+                masked_already=True,  # the label is masked; the rest is the runner's
             )
             if not self._sleep(cell.options.interval):
                 status = INTERRUPTED
@@ -314,9 +323,9 @@ class Executor:
                 self.console.note("note: the shell session was restarted; only cwd and the environment carried over")
             )
         result = CellResult(
-            id=cell.id,
+            id=_masked_id(cell, label),
             label=label,
-            section=cell.section,
+            section=section,
             line=cell.line,
             when=cell.options.when,
             status=status,
@@ -328,7 +337,8 @@ class Executor:
             tail=capture.last_lines(),
         )
         if status == TIMED_OUT:
-            self._say(self.console.note(f"⏱ {label}: timed out after {self.plan.timeout(cell):g} s", "red"))
+            note = f"⏱ {label}: timed out after {self.plan.timeout(cell):g} s"
+            self._say(self.console.note(note, "red"), masked_already=True)
         self._say(self.console.result(result, cell.options.expect), masked_already=True)
         if self.on_cell_done:
             self.on_cell_done(cell, result, last)
@@ -373,6 +383,11 @@ class Executor:
                 return False
             time.sleep(min(0.1, max(0.0, end - time.monotonic())))
         return not self._state.interrupted
+
+
+def _masked_id(cell: Cell, masked_label: str) -> str | None:
+    """The cell's id as results carry it: runbook text, so masked like the label (which is the id)."""
+    return masked_label if cell.id is not None else None
 
 
 def _operator() -> str:

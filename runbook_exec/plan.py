@@ -279,8 +279,9 @@ def _variables(
             continue
         secret = spec.secret or masking.is_secret_name(spec.name)
         if spec.pattern and not re.search(spec.pattern, value):
-            shown = "***" if secret else repr(value)
-            message = f"variable {spec.name}={shown} does not match {spec.pattern!r}{hint}"
+            # Quoted as written: repr() would double every backslash of a pattern such as '^\d{4}$'.
+            shown = "***" if secret else f"'{value}'"
+            message = f"variable {spec.name}={shown} does not match '{spec.pattern}'{hint}"
             problems.append(Problem(path, book.key_line(spec.name), message))
         values[spec.name] = value
         if secret:

@@ -15,6 +15,29 @@ PASSED, FAILED, TIMED_OUT, SKIPPED, REFUSED, INTERRUPTED = (
     "refused",
     "interrupted",
 )
+# A run whose runner died (kill -9, power loss) before it could finish; recorded by the next invocation.
+ABORTED = "aborted"
+
+# JSON report fields the runner writes itself (statuses, times, counts, ids, paths it generated): never
+# masked, never counted as a leak by the final rescan. Every other field came from cells, the runbook text
+# or the environment and is masked (and rescanned), including fields added later.
+RUN_FIELDS_OWN = frozenset(
+    {
+        "runbook_sha256",
+        "status",
+        "interrupted",
+        "aborted",
+        "exit_code",
+        "started_at",
+        "finished_at",
+        "duration_s",
+        "operator",
+        "host",
+        "run_dir",
+        "transcript",
+    }
+)
+CELL_FIELDS_OWN = frozenset({"status", "reason", "when", "line", "exit_code", "attempts", "duration_s", "started_at"})
 
 
 @dataclass(frozen=True)
@@ -56,7 +79,8 @@ class CellResult:
 
 @dataclass(frozen=True)
 class RunReport:
-    """The outcome of one run. ``status`` is passed, failed or interrupted."""
+    """The outcome of one run. ``status`` is passed, failed, interrupted or aborted (the runner died; the
+    exit status is then unknown: None)."""
 
     runbook: str
     runbook_sha256: str
@@ -70,7 +94,7 @@ class RunReport:
     host: str = ""
     run_dir: str | None = None
     transcript: str | None = None
-    exit_code: int = 0
+    exit_code: int | None = 0
 
     @property
     def failed_cell(self) -> CellResult | None:
@@ -82,6 +106,7 @@ class RunReport:
             "runbook_sha256": self.runbook_sha256,
             "status": PASSED if self.status == PASSED else FAILED,
             "interrupted": self.status == INTERRUPTED,
+            "aborted": self.status == ABORTED,
             "exit_code": self.exit_code,
             "started_at": self.started_at.isoformat(),
             "finished_at": self.finished_at.isoformat(),
