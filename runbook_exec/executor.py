@@ -29,6 +29,7 @@ from runbook_exec.results import (
     TIMED_OUT,
     CellResult,
     RunReport,
+    source_sha256,
 )
 from runbook_exec.shell import Shell, ShellResult, Started
 
@@ -187,7 +188,9 @@ class Executor:
     def _skip(self, position: int, total: int, cell: Cell, why: str, status: str = SKIPPED) -> CellResult:
         section, label = self._names[cell.index]
         self._say(self.console.skipped(position, total, section, label, why), masked_already=True)
-        return CellResult(cell.id, label, cell.section, cell.line, cell.options.when, status)
+        return CellResult(
+            cell.id, label, cell.section, cell.line, cell.options.when, status, source_sha256=source_sha256(cell.source)
+        )
 
     def _skip_reason(self, cell: Cell) -> str | None:
         """Why ``cell`` is not run given what happened so far, or None when it runs."""
@@ -326,6 +329,7 @@ class Executor:
             started_at=started_at,
             first_error=None if status == PASSED else capture.first_error(),
             tail=capture.last_lines(),
+            source_sha256=source_sha256(cell.source),
         )
         if status == TIMED_OUT:
             self._say(self.console.note(f"⏱ {label}: timed out after {self.plan.timeout(cell):g} s", "red"))
