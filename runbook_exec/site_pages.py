@@ -67,10 +67,10 @@ def summary(
     else:
         out.append('<p class="runbook-cell__hint">섹션을 골라 실행한 기록이 아직 없습니다 (--section).</p>')
     source = ", ".join(f"<code>{text(p)}</code>" for p in patterns) or "(없음)"
-    tail = f"실행 보고서 {reports}개: {source}"
+    tail = f"<span>실행 보고서 {reports}개: {source}</span>"
     if history_url is not None:
-        tail += f' · <a href="{attr(history_url)}">{HISTORY_TITLE} (release.log)</a>'
-    out.append(f'<p class="runbook-cell__hint">{tail}</p></div>')
+        tail += f' <a href="{attr(history_url)}">{HISTORY_TITLE} (release.log) 보기</a>'
+    out.append(f'<p class="runbook-summary__source runbook-cell__hint">{tail}</p></div>')
     return "".join(out)
 
 
@@ -165,7 +165,8 @@ def _record(h: History, record: Record) -> str:
     line.append(f"<span>이전 TAG(TAG_PREV) {_code(str(prev)) if prev else '(없음)'}</span>")
     kind = meta.get("kind")
     if isinstance(kind, str) and kind:
-        line.append(f'<span title="종류 / kind">{text(_KINDS.get(kind, kind))}</span>')
+        label = text(_KINDS.get(kind, kind))
+        line.append(f'<span class="runbook-record__kind" title="종류 / kind: {attr(kind)}">{label}</span>')
     deployed = record.deployed
     if deployed:
         line.append(f"<span>배포된 TAG {_code(deployed)}</span>")
@@ -254,7 +255,9 @@ def _selection(h: History, value: Any) -> str:
         kind, _, name = str(item).partition(":")
         section = h.book.section(name) if kind == "section" else None
         if section is not None:
-            parts.append(f'<a href="{attr(h.page_url)}#{attr(name)}">{text(section.title)}</a> {_code(name)}')
+            parts.append(
+                f'<a href="{attr(h.page_url)}#{attr(name)}" title="--section {attr(name)}">{text(section.title)}</a>'
+            )
         elif kind == "cell" and _is_cell(h.book, name):
             parts.append(f'셀 <a href="{attr(h.page_url)}#{attr(name)}">{_code(name)}</a>')
         elif kind == "all":
