@@ -18,11 +18,16 @@ cannot tell) and a report of another runbook is added (it must change nothing).
 from __future__ import annotations
 
 import json
+import shutil
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from runbook_exec import document, release_log
+from runbook_exec.masking import Redactor, Secret
+
 from conftest import run_cli
-from site_support import FIXTURES, RUNBOOK
+from site_support import FIXTURES, RUNBOOK, article, build, set_reports, site_tree
 
 EVIDENCE_RUNBOOK = FIXTURES / "evidence" / "runbook.md"
 PAYLOAD_TAG = "<img src=x onerror=alert(9)>{#tag}"
@@ -94,3 +99,36 @@ def make_runs(root: Path) -> Runs:
         text = text.replace(old, new)
     page.write_text(text, encoding="utf-8")
     return Runs(reports)
+
+
+def check_rehearsal_site(dest: Path, reports: Sequence[Path], log: Path, secrets: Mapping[str, str]) -> None:
+    """Build the real site from a real rehearsal's ``reports`` and release ``log`` (copied to where the
+    runbook names it) and check what a reader sees: every cell of the rehearsal ``passed`` (its
+    ``when=failure`` cells ``skipped``), every other exec cell ``unverified``, nothing "changed since", the
+    rehearsal's summary row, every record on the history page, and no form of any secret anywhere."""
+    root = site_tree(dest)
+    set_reports(root, [str(p) for p in reports])
+    shutil.copy(log, root / "ops" / "release.log")
+    built = build(root)
+    assert built.returncode == 0 and built.warnings == [], built.output
+    book = document.parse_text((root / RUNBOOK).read_text(encoding="utf-8"), RUNBOOK)
+    expected = {
+        c.id: ("skipped" if c.options.when == "failure" else "passed") if "rehearsal" in c.sections else "unverified"
+        for c in book.executable_cells()
+    }
+    assert "passed" in expected.values() and "unverified" in expected.values()
+    page = article(built.page("ops/deploy"))
+    cards = {c.attrs["data-runbook-cell"]: c for c in page.find_all("div", "runbook-cell")}
+    assert {k: c.attrs.get("data-runbook-status") for k, c in cards.items()} == expected
+    assert not [k for k, c in cards.items() if "data-runbook-changed" in c.attrs]
+    rows = {li.attrs["data-runbook-section"]: li for li in page.find_all("div", "runbook-summary")[0].find_all("li")}
+    assert list(rows) == ["rehearsal"] and rows["rehearsal"].attrs["data-runbook-status"] == "passed"
+    planned = [v for k, v in expected.items() if v != "unverified"]
+    assert f"통과 {planned.count('passed')}/{len(planned)}" in rows["rehearsal"].text()
+    records = release_log.records(log)
+    history = article(built.page("release-history")).find_all("article", "runbook-record")
+    assert [r.attrs["data-runbook-record"] for r in history] == [r.run_id for r in reversed(records)]
+    redactor = Redactor([Secret(k, v) for k, v in secrets.items()])
+    files = [p for p in built.site.rglob("*") if p.is_file()]
+    leaks = {str(p): found for p in files if (found := redactor.leaks(p.read_bytes()))}
+    assert not leaks, leaks
