@@ -99,13 +99,14 @@ def offline_env() -> dict[str, str]:
     return env
 
 
-def build(root: Path, site: Path | None = None, strict: bool = True) -> Built:
-    """``mkdocs build [--strict]`` in ``root`` (the directory of mkdocs.yml), offline."""
+def build(root: Path, site: Path | None = None, strict: bool = True, env: dict[str, str] | None = None) -> Built:
+    """``mkdocs build [--strict]`` in ``root`` (the directory of mkdocs.yml), offline, with ``env`` added."""
     site = site or root / "site"
     cmd = [*offline_prefix(), sys.executable, "-m", "mkdocs", "build", "-d", str(site)]
     if strict:
         cmd.append("--strict")
-    proc = subprocess.run(cmd, cwd=root, env=offline_env(), capture_output=True, text=True, timeout=300, check=False)
+    environ = {**offline_env(), **(env or {})}
+    proc = subprocess.run(cmd, cwd=root, env=environ, capture_output=True, text=True, timeout=300, check=False)
     return Built(proc.returncode, proc.stdout + proc.stderr, site)
 
 

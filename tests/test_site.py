@@ -86,6 +86,26 @@ def test_pages_load_nothing_from_another_host(site: tuple[Built, Runbook]) -> No
         assert "squidfunk" not in text, f"{page}: generator link"
 
 
+def test_sitemap_lists_every_page_under_the_site_url(site: tuple[Built, Runbook], tmp_path: Path) -> None:
+    built, _ = site
+    pages = sorted(str(p.parent.relative_to(built.site)) for p in built.site.rglob("index.html"))
+    assert len(pages) > 2
+    sitemap = (built.site / "sitemap.xml").read_text(encoding="utf-8")
+    listed = re.findall(r"<loc>(.*?)</loc>", sitemap)
+    # The default is where `mkdocs serve` answers; RUNBOOK_SITE_URL sets the published address.
+    assert sorted(listed) == sorted("http://127.0.0.1:8000/" + ("" if p == "." else p + "/") for p in pages)
+    assert "http://127.0.0.1:8000/release-history/" in listed
+
+
+def test_site_url_comes_from_the_environment(tmp_path: Path) -> None:
+    root = site_tree(tmp_path, FIXTURES / "deploy.md")
+    built = build(root, env={"RUNBOOK_SITE_URL": "https://runbook.intranet.example/ops-site/"})
+    assert built.returncode == 0, built.output
+    sitemap = (built.site / "sitemap.xml").read_text(encoding="utf-8")
+    assert "<loc>https://runbook.intranet.example/ops-site/ops/deploy/</loc>" in sitemap
+    assert "127.0.0.1" not in sitemap
+
+
 def test_deploy_runbook_is_first_in_nav(site: tuple[Built, Runbook]) -> None:
     built, _ = site
     root = parse_html((built.site / "index.html").read_text(encoding="utf-8"))
