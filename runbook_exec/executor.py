@@ -29,6 +29,7 @@ from runbook_exec.results import (
     TIMED_OUT,
     CellResult,
     RunReport,
+    source_sha256,
 )
 from runbook_exec.shell import Shell, ShellResult, Started
 
@@ -191,7 +192,15 @@ class Executor:
     def _skip(self, position: int, total: int, cell: Cell, why: str, status: str = SKIPPED) -> CellResult:
         section, label = self._names[cell.index]
         self._say(self.console.skipped(position, total, section, label, why, status), masked_already=True)
-        return CellResult(_masked_id(cell, label), label, section, cell.line, cell.options.when, status)
+        return CellResult(
+            _masked_id(cell, label),
+            label,
+            section,
+            cell.line,
+            cell.options.when,
+            status,
+            source_sha256=source_sha256(cell.source),
+        )
 
     def _skip_reason(self, cell: Cell) -> str | None:
         """Why ``cell`` is not run given what happened so far, or None when it runs."""
@@ -335,6 +344,7 @@ class Executor:
             started_at=started_at,
             first_error=None if status == PASSED else capture.first_error(),
             tail=capture.last_lines(),
+            source_sha256=source_sha256(cell.source),
         )
         if status == TIMED_OUT:
             note = f"⏱ {label}: timed out after {self.plan.timeout(cell):g} s"

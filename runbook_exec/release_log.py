@@ -358,6 +358,9 @@ def _meta(context: Mapping[str, Any]) -> dict[str, Any]:
         "finished_utc": context["finished_utc"],
         "selection": context["selection"],
         "failed_step": context["failure"]["step"] if context["failure"] else None,
+        # For readers of the log (the site's release history) that must not parse the template's text.
+        "operator": context["operator"],
+        "host": context["host"],
     }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -37,7 +38,14 @@ RUN_FIELDS_OWN = frozenset(
         "transcript",
     }
 )
-CELL_FIELDS_OWN = frozenset({"status", "reason", "when", "line", "exit_code", "attempts", "duration_s", "started_at"})
+CELL_FIELDS_OWN = frozenset(
+    {"status", "reason", "when", "line", "exit_code", "attempts", "duration_s", "started_at", "source_sha256"}
+)
+
+
+def source_sha256(source: str) -> str:
+    """Hex SHA-256 of a cell's source as the document model holds it (what the site compares for drift)."""
+    return hashlib.sha256(source.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -56,6 +64,7 @@ class CellResult:
     started_at: datetime | None = None
     first_error: str | None = None  # first line that looks like an error, masked
     tail: tuple[str, ...] = ()  # last 20 output lines, masked
+    source_sha256: str | None = None  # of the source that ran (None: not recorded)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -74,6 +83,7 @@ class CellResult:
             "started_at": self.started_at.isoformat() if self.started_at else None,
             "first_error": self.first_error,
             "tail": list(self.tail),
+            "source_sha256": self.source_sha256,
         }
 
 
