@@ -289,6 +289,9 @@ class Executor:
             if last.timed_out:
                 status = TIMED_OUT
                 break
+            if last.waits_for_input:
+                status = FAILED
+                break
             if last.exit_code == cell.options.expect:
                 status = PASSED
                 break
@@ -309,10 +312,15 @@ class Executor:
         if status != PASSED:
             state.failed = True
         self._start_next(cell)
-        if last is not None and last.restarted:
+        if last is not None and last.waits_for_input:
             self._say(
-                self.console.note("note: the shell session was restarted; only cwd and the environment carried over")
+                self.console.note(
+                    f"⌨ {label}: waits for terminal input, but no terminal is attached (stdin is not a TTY); stopped",
+                    "red",
+                )
             )
+        if last is not None and last.note:
+            self._say(self.console.note(f"note: {last.note}"))
         result = CellResult(
             id=cell.id,
             label=label,
