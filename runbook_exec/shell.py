@@ -54,7 +54,6 @@ OutputSink = Callable[[bytes], None]
 # Functions and variables of the command loop, read by bash at its start.
 _INIT = r"""
 __rx_n=0 __rx_f= __rx_st=0 __rx_x= __rx_back= __rx_cwd= __rx_src= __rx_tc= __rx_in=238
-__rx_xon() { [[ $__rx_x != *x* ]] || set -x; }
 __rx_frame() {
   builtin printf '\036%s:%s:%s:%s\037' "$__rx_nonce" "$__rx_n" "$1" "$PWD" >&239 2>&238 && return 0
   # The cell closed the frame descriptor: reopen it on the terminal.
@@ -107,11 +106,15 @@ _LOOP = (
     "exec 237<&0 238<>/dev/null 239>&1; { exec 240<>/dev/tty; } 2>&238 || exec 240<&238; "
     "IFS= builtin read -rd '' __rx_i <{init}; builtin eval \"$__rx_i\"; builtin unset __rx_i; __rx_frame 0; "
     "while IFS=' ' builtin read -r -u 237 __rx_n __rx_f; do __rx_pre; "
-    'builtin eval "$__rx_src" <&"$__rx_in" >&239 2>&239; { __rx_st=$? __rx_x=$-; set +x; } 2>&-; '
+    'builtin eval "$__rx_src" <&"$__rx_in" >&239 2>&239; { __rx_st=$? __rx_x=$-; set +xT; } 2>&-; '
     '((!__rx_st)) || builtin exit "$__rx_st"; '
     'if [[ $__rx_f == *t* ]]; then __rx_tget; builtin eval "$__rx_tc"; fi; __rx_post; done; '
     "builtin printf '\\036%s?\\037' \"$__rx_nonce\" >&239; builtin exit 0"
 )
+
+# The first words of every cell, on its line 1: xtrace and functrace, switched off while the runner's own
+# commands run (no trace of them; a RETURN trap does not fire for the runner's functions), resume here.
+_RESUME_TRACING = "builtin unset __rx_src; [[ $__rx_x != *T* ]] || set -T; [[ $__rx_x != *x* ]] || set -x; "
 
 # The session leader. $1: the pty (opening it makes it the controlling terminal), $2: bash.
 _HOLDER = r"""
@@ -600,7 +603,7 @@ class BashSession:
         try:
             # Line 1 becomes $0 (bash names it in its messages). xtrace (if an earlier cell turned it on)
             # resumes only inside the cell, so the runner's own commands never show up in a trace.
-            header = f"{_one_line(name)}\n{_one_line(cwd or '')}\nbuiltin unset __rx_src; __rx_xon; "
+            header = f"{_one_line(name)}\n{_one_line(cwd or '')}\n{_RESUME_TRACING}"
             os.write(fd, (header + source + ("" if source.endswith("\n") else "\n")).encode())
         finally:
             os.close(fd)
