@@ -53,25 +53,33 @@ OutputSink = Callable[[bytes], None]
 
 # Functions and variables of the command loop, read by bash at its start.
 _INIT = r"""
-__rx_n=0 __rx_f= __rx_st=0 __rx_x= __rx_back= __rx_cwd= __rx_src= __rx_tc= __rx_in=238
+__rx_n=0 __rx_f= __rx_st=0 __rx_x= __rx_back= __rx_cwd= __rx_src= __rx_tc= __rx_tr=
+# The status frame, on the terminal (its private copy 239 when the cell closed stdout).
 __rx_frame() {
-  builtin printf '\036%s:%s:%s:%s\037' "$__rx_nonce" "$__rx_n" "$1" "$PWD" >&239 2>&238 && return 0
-  # The cell closed the frame descriptor: reopen it on the terminal.
-  { exec 239>/dev/tty; } 2>&238 && builtin printf '\036%s:%s:%s:%s\037' "$__rx_nonce" "$__rx_n" "$1" "$PWD" >&239
+  builtin printf '\036%s:%s:0:%s\037' "$__rx_nonce" "$__rx_n" "$PWD" 2>&238 ||
+    builtin printf '\036%s:%s:0:%s\037' "$__rx_nonce" "$__rx_n" "$PWD" >&239
 }
-# Read cell $__rx_n: line 1 its name ($0, and so the name in bash's messages), line 2 its cwd, then its text.
+# Read cell $__rx_n: line 1 its name ($0, and so the name in bash's messages), then (flag w) its cwd, then
+# its text. Cheap on purpose: it runs before every cell.
 __rx_pre() {
-  __rx_src= __rx_cwd=
-  { IFS= builtin read -r BASH_ARGV0 && IFS= builtin read -r __rx_cwd && IFS= builtin read -rd '' __rx_src
-  } <"$__rx_dir/$__rx_n" 2>&238 || :
-  if [[ $__rx_f == *i* ]]; then __rx_in=240; else __rx_in=238; fi
-  if [[ -n $__rx_cwd ]]; then __rx_back=$PWD; builtin cd -- "$__rx_cwd" || builtin exit 1; fi
-  if [[ $__rx_f == *r* ]]; then set +e; else set -eo pipefail; fi
+  __rx_src=$(<"$__rx_dir/$__rx_n")
+  BASH_ARGV0=${__rx_src%%$'\n'*} __rx_src=${__rx_src#*$'\n'} __rx_tr=
+  set -eo pipefail
+  case $__rx_f:$__rx_x in *[wr]*:* | *:*[xT]*) __rx_rare ;; esac
+}
+# xtrace and functrace, off while the runner's own commands run (no trace of them, no RETURN trap for the
+# runner's functions), resume on the cell's line 1.
+__rx_rare() {
+  if [[ $__rx_f == *w* ]]; then
+    __rx_back=$PWD __rx_cwd=${__rx_src%%$'\n'*} __rx_src=${__rx_src#*$'\n'}
+    builtin cd -- "$__rx_cwd" || builtin exit 1
+  fi
+  [[ $__rx_x != *[xT]* ]] || __rx_tr='[[ $__rx_x != *T* ]] || set -T; [[ $__rx_x != *x* ]] || set -x; '
+  [[ $__rx_f != *r* ]] || set +e
 }
 __rx_post() {
   if [[ -n $__rx_back ]]; then builtin cd -- "$__rx_back" 2>&238 || :; __rx_back=; fi
   if [[ $__rx_f == *s* ]]; then __rx_snap; fi
-  __rx_frame "$__rx_st"
 }
 __rx_snap() {
   {
@@ -103,18 +111,19 @@ __rx_tget() {
 # opened here, not in the init file: bash 5.2 crashes on ``exec 237<&0`` inside ``eval`` or ``source`` while
 # it reads its commands from that pipe.
 _LOOP = (
-    "exec 237<&0 238<>/dev/null 239>&1; { exec 240<>/dev/tty; } 2>&238 || exec 240<&238; "
-    "IFS= builtin read -rd '' __rx_i <{init}; builtin eval \"$__rx_i\"; builtin unset __rx_i; __rx_frame 0; "
-    "while IFS=' ' builtin read -r -u 237 __rx_n __rx_f; do __rx_pre; "
-    'builtin eval "$__rx_src" <&"$__rx_in" >&239 2>&239; { __rx_st=$? __rx_x=$-; set +xT; } 2>&-; '
+    "exec 237<&0 238<>/dev/null 239>&1; { exec 240<>/dev/tty; } 2>&238 || exec 240<&238; exec 0<&238; "
+    "IFS= builtin read -rd '' __rx_i <{init}; builtin eval \"$__rx_i\"; builtin unset __rx_i; __rx_frame; "
+    "while IFS=' ' builtin read -r -u 237 __rx_n __rx_f; do __rx_pre; case $__rx_f in "
+    '*i*) builtin eval "$__rx_tr$__rx_src" <&240 >&239 2>&239 ;; '
+    '*e*) builtin eval "$__rx_tr$__rx_src" <&238 >&239 2>&239 ;; '
+    '*) builtin eval "$__rx_tr$__rx_src" ;; esac; '
+    "{ __rx_st=$? __rx_x=$-; set +xT; } 2>&-; "
     '((!__rx_st)) || builtin exit "$__rx_st"; '
-    'if [[ $__rx_f == *t* ]]; then __rx_tget; builtin eval "$__rx_tc"; fi; __rx_post; done; '
+    'case $__rx_f in *t*) __rx_tget; builtin eval "$__rx_tc" ;; esac; '
+    "case $__rx_f in *[sw]*) __rx_post ;; esac; "
+    "builtin printf '\\036%s:%s:0:%s\\037' \"$__rx_nonce\" \"$__rx_n\" \"$PWD\" || __rx_frame; done; "
     "builtin printf '\\036%s?\\037' \"$__rx_nonce\" >&239; builtin exit 0"
 )
-
-# The first words of every cell, on its line 1: xtrace and functrace, switched off while the runner's own
-# commands run (no trace of them; a RETURN trap does not fire for the runner's functions), resume here.
-_RESUME_TRACING = "builtin unset __rx_src; [[ $__rx_x != *T* ]] || set -T; [[ $__rx_x != *x* ]] || set -x; "
 
 # The session leader. $1: the pty (opening it makes it the controlling terminal), $2: bash.
 _HOLDER = r"""
@@ -466,7 +475,7 @@ class BashSession:
         else:
             self._start_bash()
         script = _restore_script(self._dump, self._cwd, self._env, self._nonce)
-        tag = self._send_cell(script, "restore", None, "r")
+        tag = self._send_cell(script, "restore", "r")
         outcome = self._wait(tag, lambda _b: None, time.monotonic() + 10)
         self._forget(tag)
         if outcome.kind != "frame":
@@ -522,7 +531,7 @@ class BashSession:
         if not self._bash_alive:
             self._revive()
         at = time.monotonic()
-        flags = ("s" if snapshot else "") + ("t" if "trap" in source else "") + ("i" if stdin_tty else "")
+        flags = _flags(source, snapshot, stdin_tty) + ("w" if cwd else "")
         prepared, self._prepared = self._prepared, None
         if prepared is not None and prepared[0] == (source, name) and not cwd:
             tag = prepared[1]
@@ -534,7 +543,7 @@ class BashSession:
                 termios.tcsetattr(self._master, termios.TCSANOW, self._baseline)
         ticks = int(time.clock_gettime(time.CLOCK_BOOTTIME) * _CLOCK_TICKS)
         self._interrupt_requested = False
-        self._send(f"{tag} {flags}\n")
+        self._send(f"{tag} {flags or '-'}\n")
         if next_cell is not None:
             self._prepared = (next_cell, self._write(*next_cell, None))
         return Started(nonce=tag, at=at, snapshot=snapshot, ticks=ticks)
@@ -601,16 +610,15 @@ class BashSession:
         tag = str(self._counter)
         fd = os.open(f"{self._dir}/{tag}", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            # Line 1 becomes $0 (bash names it in its messages). xtrace (if an earlier cell turned it on)
-            # resumes only inside the cell, so the runner's own commands never show up in a trace.
-            header = f"{_one_line(name)}\n{_one_line(cwd or '')}\n{_RESUME_TRACING}"
+            # Line 1 becomes $0 (bash names it in its messages); a cwd (flag w) follows.
+            header = _one_line(name) + "\n" + (_one_line(cwd) + "\n" if cwd else "")
             os.write(fd, (header + source + ("" if source.endswith("\n") else "\n")).encode())
         finally:
             os.close(fd)
         return tag
 
-    def _send_cell(self, source: str, name: str, cwd: str | None, flags: str) -> str:
-        tag = self._write(source, name, cwd)
+    def _send_cell(self, source: str, name: str, flags: str) -> str:
+        tag = self._write(source, name, None)
         self._send(f"{tag} {flags}\n")
         return tag
 
@@ -801,6 +809,18 @@ class BashSession:
         self._bash_alive = False
         self._kill()
         return True
+
+
+def _flags(source: str, snapshot: bool, stdin_tty: bool) -> str:
+    """What the command loop does around a cell besides running it: ``s`` snapshot the state after it,
+    ``t`` run an EXIT trap it set, ``e`` give it stdin/stdout/stderr of its own and put them back after it
+    (it may ``exec`` redirections, which a script's end would undo), ``i`` stdin from the terminal."""
+    flags = "s" if snapshot else ""
+    if "trap" in source:
+        flags += "t"
+    if "exec" in source:
+        flags += "e"
+    return flags + ("i" if stdin_tty else "")
 
 
 def _int(text: bytes) -> int:
