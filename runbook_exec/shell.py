@@ -88,7 +88,7 @@ __rx_snap() {
     builtin printf '#%s:F\n' "$__rx_nonce"; builtin declare -F
     builtin printf '#%s:a\n' "$__rx_nonce"; builtin alias -p
     builtin printf '#%s:o\n' "$__rx_nonce"; builtin umask -p; builtin shopt -p; builtin set +o
-    builtin printf '#%s:t\n' "$__rx_nonce"; builtin trap -p
+    builtin printf '#%s:t\n' "$__rx_nonce"
   } >|"$__rx_dir/state" 2>&238 || :
 }
 # A script's EXIT trap runs when the script ends: take the cell's one out, to be run by the loop.
@@ -107,20 +107,21 @@ __rx_tget() {
 # still ends bash, so every cell that fails is handled alike (no state kept, next cell in a fresh bash).
 #
 # Fixed descriptors (high numbers that scripts rarely use; ``exec 9>lock`` or ``{fd}>`` stay free): 237 the
-# command pipe, 238 /dev/null, 239 the pty for status frames, 240 the terminal for stdin_tty cells. They are
+# command pipe, 238 /dev/null, 239 a copy of the pty (cells that exec get it as stdout/stderr). They are
 # opened here, not in the init file: bash 5.2 crashes on ``exec 237<&0`` inside ``eval`` or ``source`` while
 # it reads its commands from that pipe.
 _LOOP = (
-    "exec 237<&0 238<>/dev/null 239>&1; { exec 240<>/dev/tty; } 2>&238 || exec 240<&238; exec 0<&238; "
+    "exec 237<&0 238<>/dev/null 239>&1; exec 0<&238; "
     "IFS= builtin read -rd '' __rx_i <{init}; builtin eval \"$__rx_i\"; builtin unset __rx_i; __rx_frame; "
     "while IFS=' ' builtin read -r -u 237 __rx_n __rx_f; do __rx_pre; case $__rx_f in "
-    '*i*) builtin eval "$__rx_tr$__rx_src" <&240 >&239 2>&239 ;; '
+    '*i*) builtin eval "$__rx_tr$__rx_src" </dev/tty >&239 2>&239 ;; '
     '*e*) builtin eval "$__rx_tr$__rx_src" <&238 >&239 2>&239 ;; '
     '*) builtin eval "$__rx_tr$__rx_src" ;; esac; '
     "{ __rx_st=$? __rx_x=$-; set +xT; } 2>&-; "
     '((!__rx_st)) || builtin exit "$__rx_st"; '
     'case $__rx_f in *t*) __rx_tget; builtin eval "$__rx_tc" ;; esac; '
-    "case $__rx_f in *[sw]*) __rx_post ;; esac; "
+    # trap -p at the top level: in a function it would not show the ERR trap.
+    "case $__rx_f in *[sw]*) __rx_post; case $__rx_f in *s*) builtin trap -p >>\"$__rx_dir/state\" ;; esac ;; esac; "
     'builtin printf \'\\036%s:%s:0:%s\\037\' "$__rx_nonce" "$__rx_n" "$PWD" || __rx_frame; done; '
     "builtin printf '\\036%s?\\037' \"$__rx_nonce\" >&239; builtin exit 0"
 )
