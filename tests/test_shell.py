@@ -81,7 +81,7 @@ def test_restore_sets_cwd_and_exports(tmp_path: Path) -> None:
     shell = BashSession(cwd="/", operator=False)
     try:
         shell.restore(str(tmp_path), 'declare -x CARRIED="over there"\n')
-        result, out = _run(shell, 'echo "$PWD|$CARRIED"')
+        _, out = _run(shell, 'echo "$PWD|$CARRIED"')
         assert out.strip() == f"{tmp_path}|over there"
         assert shell.cwd == str(tmp_path)
     finally:
@@ -161,7 +161,7 @@ def test_stdin_tty_cell_reads_the_terminal(session: BashSession) -> None:
 def test_a_cell_that_takes_over_the_shell_never_hangs_the_session(session: BashSession, cell: str) -> None:
     _run(session, "export KEPT=yes", snapshot=True)
     t0 = time.monotonic()
-    result, _ = _run(session, cell, timeout=60)
+    _run(session, cell, timeout=60)
     assert time.monotonic() - t0 < 10
     assert _run(session, 'echo "kept=$KEPT"')[1] == "kept=yes\n"
 
