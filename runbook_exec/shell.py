@@ -121,7 +121,7 @@ _LOOP = (
     '((!__rx_st)) || builtin exit "$__rx_st"; '
     'case $__rx_f in *t*) __rx_tget; builtin eval "$__rx_tc" ;; esac; '
     # trap -p at the top level: in a function it would not show the ERR trap.
-    "case $__rx_f in *[sw]*) __rx_post; case $__rx_f in *s*) builtin trap -p >>\"$__rx_dir/state\" ;; esac ;; esac; "
+    'case $__rx_f in *[sw]*) __rx_post; case $__rx_f in *s*) builtin trap -p >>"$__rx_dir/state" ;; esac ;; esac; '
     'builtin printf \'\\036%s:%s:0:%s\\037\' "$__rx_nonce" "$__rx_n" "$PWD" || __rx_frame; done; '
     "builtin printf '\\036%s?\\037' \"$__rx_nonce\" >&239; builtin exit 0"
 )

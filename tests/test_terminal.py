@@ -143,7 +143,7 @@ def test_cells_that_change_the_shell_cannot_hang_the_run(tmp_path: Path) -> None
 
 def test_the_operators_terminal_is_restored_after_each_cell(tmp_path: Path) -> None:
     (tmp_path / "book.md").write_text(
-        "# T\n\n```bash {#ask .exec}\necho asking; read -r a </dev/tty; echo \"got $a\"\n```\n\n"
+        '# T\n\n```bash {#ask .exec}\necho asking; read -r a </dev/tty; echo "got $a"\n```\n\n'
         '```bash {#down .exec .danger}\necho "danger ran"\n```\n'
     )
     child = _spawn(tmp_path, "book.md")
