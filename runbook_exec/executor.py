@@ -30,7 +30,7 @@ from runbook_exec.results import (
     CellResult,
     RunReport,
 )
-from runbook_exec.shell import Shell, ShellResult, Started
+from runbook_exec.shell import Shell, ShellError, ShellResult, Started
 
 TAIL_LINES = 20
 _KEEP = 64 * 1024
@@ -250,7 +250,10 @@ class Executor:
             or self._skip_reason(following) is not None
         ):
             return
-        self._pending = (following, self._start(following))
+        try:
+            self._pending = (following, self._start(following))
+        except ShellError:
+            self._pending = None  # the cell's own turn tries again, and reports it
 
     def _one(self, position: int, total: int, cell: Cell) -> CellResult:
         state = self._state
@@ -279,9 +282,17 @@ class Executor:
         while True:
             attempts += 1
             emit = functools.partial(self._emit, stream, capture)
-            started = pending if pending is not None else self._start(cell)
-            pending = None
-            last = self.shell.wait(started, emit, timeout=self.plan.timeout(cell))
+            try:
+                started = pending if pending is not None else self._start(cell)
+                pending = None
+                last = self.shell.wait(started, emit, timeout=self.plan.timeout(cell))
+            except ShellError as exc:
+                # The session cannot be started again (bash missing, no pty left): this cell fails, and so
+                # does every later one that tries.
+                last = ShellResult(exit_code=None, note=f"the shell session is gone: {exc}")
+                self._emit_final(stream, capture)
+                status = FAILED
+                break
             self._emit_final(stream, capture)
             if last.interrupted:
                 status = INTERRUPTED

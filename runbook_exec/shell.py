@@ -318,6 +318,7 @@ class BashSession:
         self._exports: tuple[str, str] = ("", "")  # (dump, its export -p) cache
         self._interrupt_requested = False
         self._carry = b""  # output read after the last frame: it belongs to the next cell
+        self._pending_note = ""  # said with the next cell's result
         self._bash_alive = False
         self._proc: subprocess.Popen[bytes] | None = None
         self._master = -1
@@ -350,7 +351,7 @@ class BashSession:
                 env={k: v for k, v in self._env.items() if k != "BASH_ENV"},
                 start_new_session=True,
             )
-        except OSError as exc:
+        except (OSError, termios.error) as exc:
             for fd in (master, write_end):
                 os.close(fd)
             raise ShellError(f"cannot start bash: {exc}") from None
@@ -374,7 +375,7 @@ class BashSession:
         """Ask the holder for a fresh bash and wait until its command loop runs."""
         self._send("\n" + _LOOP.replace("{init}", shlex.quote(f"{self._dir}/init")) + "\n")
         self._bash_alive = True
-        outcome = self._wait("0", lambda _b: None, time.monotonic() + 10)
+        outcome = self._wait("0", lambda _b: None, time.monotonic() + 10, interruptible=False)
         if outcome.kind != "frame":
             self._kill()
             raise ShellError("bash did not start in 10 s")
@@ -477,13 +478,21 @@ class BashSession:
             self._start_bash()
         script = _restore_script(self._dump, self._cwd, self._env, self._nonce)
         tag = self._send_cell(script, "restore", "r")
-        outcome = self._wait(tag, lambda _b: None, time.monotonic() + 10)
+        outcome = self._wait(tag, lambda _b: None, time.monotonic() + 10, interruptible=False)
         self._forget(tag)
-        if outcome.kind != "frame":
-            self._bash_alive = outcome.kind not in ("died", "lost", "gone")
-            raise ShellError(f"could not restore the session state (cwd {self._cwd})")
-        if outcome.cwd:
-            self._cwd = outcome.cwd
+        if outcome.kind == "frame":
+            if outcome.cwd:
+                self._cwd = outcome.cwd
+            return
+        # The snapshot itself ends bash (it holds something bash cannot take back): go on without it.
+        self._dump = ""
+        self._pending_note = (
+            "the shell state could not be restored; this cell starts in a fresh shell (the run's environment,"
+            f" cwd {self._cwd})"
+        )
+        if outcome.kind in ("died", "lost", "gone"):
+            self._bash_alive = False
+            self._revive()
 
     def _forget(self, tag: str) -> None:
         """Remove a written cell that holds secrets (a restore script): it stays on disk no longer."""
@@ -529,6 +538,7 @@ class BashSession:
         next call finds it ready (the two cores overlap instead of taking turns). ``stdin_tty``: the cell's
         stdin is the terminal instead of ``/dev/null``.
         """
+        self._settle()
         if not self._bash_alive:
             self._revive()
         at = time.monotonic()
@@ -549,6 +559,25 @@ class BashSession:
             self._prepared = (next_cell, self._write(*next_cell, None))
         return Started(nonce=tag, at=at, snapshot=snapshot, ticks=ticks)
 
+    def _settle(self) -> None:
+        """Take a frame that came after the last cell's own one (bash ended between cells) before sending a
+        command that the holder would otherwise read as its own."""
+        if self._master >= 0:
+            with contextlib.suppress(OSError):  # EAGAIN almost always: one syscall
+                self._carry += os.read(self._master, 65536)
+        if self._marker not in self._carry:
+            return
+        kept: list[bytes] = []
+        outcome, rest = self._frames(self._carry, b"", kept.append)
+        if outcome is None:
+            self._carry = b"".join(kept) + rest
+            return
+        self._carry = b"".join(kept) + self._carry
+        if outcome.kind == "lost":
+            self._end_bash()
+        if outcome.kind in ("died", "lost"):
+            self._bash_alive = False
+
     def wait(self, started: Started, output: OutputSink, *, timeout: float | None = None) -> ShellResult:
         """Stream a started cell's raw output to ``output`` until its status arrives (or its deadline).
 
@@ -564,7 +593,7 @@ class BashSession:
             stopped = kind in ("deadline", "interrupt", "input")
             if stopped:
                 restarted = self._stop(started, output, forward)
-        note = ""
+        note, self._pending_note = self._pending_note, ""
         if kind == "frame":
             if outcome.cwd:
                 self._cwd = outcome.cwd
@@ -572,7 +601,7 @@ class BashSession:
                 self._read_snapshot()
         elif kind == "died":
             self._bash_alive = False
-            if outcome.code == 0:
+            if outcome.code == 0 and not note:
                 note = (
                     "the cell ended the shell (exit or exec): the next cell starts from the state after the last"
                     " cell that ran to its end"
@@ -582,7 +611,7 @@ class BashSession:
                 self._end_bash()
             self._bash_alive = False
             restarted = True
-            note = (
+            note = note or (
                 "the cell took over the shell's command input (exec, or break/continue outside a loop):"
                 " the session was restarted from the state after the last cell that ran to its end"
             )
@@ -640,8 +669,10 @@ class BashSession:
         *,
         forward: bool = False,
         ticks: int = 0,
+        interruptible: bool = True,
     ) -> _Outcome:
-        """Read the session's output until cell ``tag``'s frame, bash's end, the deadline or an interrupt."""
+        """Read the session's output until cell ``tag``'s frame, bash's end, the deadline or (when
+        ``interruptible``) an interrupt."""
         master, pidfd = self._master, self._pidfd
         want = tag.encode()
         watched = [master, pidfd, 0] if forward else [master, pidfd]
@@ -653,7 +684,7 @@ class BashSession:
         quiet_since = time.monotonic()
         next_look = quiet_since + self.STALL_S
         while True:
-            if self._interrupt_requested:
+            if self._interrupt_requested and interruptible:
                 output(pending)
                 return _Outcome("interrupt")
             now = time.monotonic()
@@ -776,7 +807,7 @@ class BashSession:
             if proc.ppid == holder:
                 with contextlib.suppress(OSError):
                     os.kill(proc.pid, signal.SIGKILL)
-        if self._wait("", lambda _b: None, time.monotonic() + 2.0).kind != "died":
+        if self._wait("", lambda _b: None, time.monotonic() + 2.0, interruptible=False).kind != "died":
             self._kill()
 
     def _stop(self, started: Started, output: OutputSink, forward: bool) -> bool:
