@@ -132,7 +132,9 @@ IFS= read -r n || exit 0
 exec 3<>"$1"; exec 3>&-
 unset BASH_ENV
 trap : INT TERM QUIT
-while IFS= read -r _; do
+while IFS= read -r line; do
+  # Only an empty line starts a bash: a cell's command that was meant for a bash that just ended is dropped.
+  [ -z "$line" ] || continue
   "$2" --noprofile --norc
   printf '\036%s!%s\037' "$n" "$?"
 done
@@ -586,13 +588,12 @@ class BashSession:
         program has echo off, a password, never shows); Ctrl-C still signals the runner.
         """
         deadline = started.at + timeout if timeout else None
-        restarted = False
-        with _operator_keys(self._operator) as forward:
-            outcome = self._wait(started.nonce, output, deadline, forward=forward, ticks=started.ticks)
-            kind = outcome.kind
-            stopped = kind in ("deadline", "interrupt", "input")
-            if stopped:
-                restarted = self._stop(started, output, forward)
+        if self._operator:
+            with _operator_keys() as forward:
+                outcome, restarted = self._wait_or_stop(started, output, deadline, forward)
+        else:
+            outcome, restarted = self._wait_or_stop(started, output, deadline, False)
+        kind = outcome.kind
         note, self._pending_note = self._pending_note, ""
         if kind == "frame":
             if outcome.cwd:
@@ -625,6 +626,14 @@ class BashSession:
             waits_for_input=kind == "input",
             note=note,
         )
+
+    def _wait_or_stop(
+        self, started: Started, output: OutputSink, deadline: float | None, forward: bool
+    ) -> tuple[_Outcome, bool]:
+        outcome = self._wait(started.nonce, output, deadline, forward=forward, ticks=started.ticks)
+        if outcome.kind in ("deadline", "interrupt", "input"):
+            return outcome, self._stop(started, output, forward)
+        return outcome, False
 
     def _read_snapshot(self) -> None:
         path = f"{self._dir}/state"
@@ -931,12 +940,9 @@ def _operator_at_terminal() -> bool:
 
 
 @contextlib.contextmanager
-def _operator_keys(enabled: bool) -> Iterator[bool]:
+def _operator_keys() -> Iterator[bool]:
     """While a cell runs: the operator's terminal in cbreak mode with signals kept and local echo off.
     Yields whether keystrokes are forwarded. The terminal's mode is restored whatever ends the wait."""
-    if not enabled:
-        yield False
-        return
     try:
         saved = termios.tcgetattr(0)
     except termios.error:
