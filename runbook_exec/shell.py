@@ -16,9 +16,10 @@ How a session is built, and why:
   ``source`` keeps two script rules: a top-level ``return`` is an error, and a ``RETURN`` trap does not fire
   at the end of the cell. The loop sits on input line 1 and the cell's name is ``$0``, so bash's messages
   read ``name: line N: ...`` with N counted inside the cell.
-* A cell that passes prints a status frame (``\\x1e<nonce>:<n>:<rc>:<cwd>\\x1f``) on a private duplicate of
-  the pty (fd 239), so ``exec >/dev/null`` in a cell cannot swallow it, and the frame arrives after every
-  byte the cell printed. An ``EXIT`` trap the cell set runs at the cell's end, as it would in its script.
+* A cell that passes is followed by a status frame (``\\x1e<nonce>:<n>:<rc>:<cwd>\\x1f``) on the pty, after
+  every byte the cell printed. A cell that may ``exec`` gets stdin/stdout/stderr of its own, put back after
+  it (as a script's end would), so ``exec >/dev/null`` cannot swallow the frame; a closed stdout falls back to
+  a private copy of the pty. An ``EXIT`` trap the cell set runs at the cell's end, as in its script.
 * Cells that may change shell state (the executor's ``snapshot=True``) leave a **state snapshot** on tmpfs:
   variables, functions, aliases, options, traps, umask. After a cell ended bash (failure, ``exit``,
   timeout, interrupt) the next cell gets a fresh bash restored from the last snapshot and the last known
@@ -1030,7 +1031,7 @@ def _restore_script(dump: str, cwd: str, env: Mapping[str, str], nonce: str) -> 
             lines.append(line)
     # Traps last: a failing line above must not run the cell's ERR trap.
     lines += [ln for ln in parts.get("t", []) if ln and not ln.endswith(" EXIT")]
-    script = "{\n" + "\n".join(lines) + "\n} >&238 2>&238\n"
+    script = "{\n" + "\n".join(lines) + "\n} >&238 2>&238 || :\n"
     return script + ("set -x\n" if xtrace else "")
 
 
