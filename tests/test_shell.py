@@ -65,7 +65,8 @@ def test_state_survives_a_failing_cell_and_the_failed_cell_leaves_none(session: 
     assert result.exit_code == 0, out
     assert "pwd=sub exported=one plain=two list=b c map=v fixed=three" in out
     assert "hello from greet" in out and "hi from alias" in out
-    assert {"u", "C"} <= set(out.split("opts=")[1].split()[0]) and "nullglob=shopt -s nullglob" in out and "umask=0027" in out
+    assert {"u", "C"} <= set(out.split("opts=")[1].split()[0])
+    assert "nullglob=shopt -s nullglob" in out and "umask=0027" in out
     assert "trap -- 'echo \"ERR trap\"' ERR" in out
     assert result.cwd == str(tmp_path / "sub")
 
