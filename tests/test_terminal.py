@@ -160,3 +160,23 @@ def test_the_operators_terminal_is_restored_after_each_cell(tmp_path: Path) -> N
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 0
+
+
+GETPASS = "python3 -c 'import getpass; print(\"length\", len(getpass.getpass(\"Password: \")))'"
+
+
+def test_a_password_prompt_of_a_real_program(tmp_path: Path) -> None:
+    """getpass reads /dev/tty with echo off, as sudo and ssh do."""
+    secret = "pw-" + secrets.token_hex(6)
+    child = _spawn(tmp_path, _book(tmp_path, GETPASS))
+    child.expect_exact("Password:")
+    child.sendline(secret)
+    child.expect_exact(f"length {len(secret)}")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+    assert secret not in (child.before or "") and secret not in (tmp_path / "t.log").read_text()
+    t0 = time.monotonic()
+    result = run_cli([_book(tmp_path, GETPASS), *ARTIFACTS], cwd=tmp_path, timeout=60)
+    assert result.returncode == 1 and time.monotonic() - t0 < 10
+    assert "waits for terminal input" in result.stdout
