@@ -162,7 +162,7 @@ def test_the_operators_terminal_is_restored_after_each_cell(tmp_path: Path) -> N
     assert child.exitstatus == 0
 
 
-GETPASS = "python3 -c 'import getpass; print(\"length\", len(getpass.getpass(\"Password: \")))'"
+GETPASS = 'python3 -c \'import getpass; print("length", len(getpass.getpass("Password: ")))\''
 
 
 def test_a_password_prompt_of_a_real_program(tmp_path: Path) -> None:
