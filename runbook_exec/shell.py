@@ -785,19 +785,22 @@ class BashSession:
         procs = _session_processes(holder)
         pipe = f"pipe:[{os.fstat(self._commands).st_ino}]" if self._commands >= 0 else ""
         for proc in procs:
-            if proc.ppid == holder and _reading(proc.pid) == pipe:
-                return "lost"
+            with contextlib.suppress(PermissionError):  # `exec sudo ...` replaced bash
+                if proc.ppid == holder and _reading(proc.pid) == pipe:
+                    return "lost"
         if self._operator:
             return None
         for proc in procs:
-            if proc.pid == holder:
+            # bash itself (`read` in the cell) or what the cell started (start times have a 10 ms resolution);
+            # not background jobs of earlier cells
+            if proc.pid == holder or (proc.ppid != holder and proc.start < ticks):
                 continue
             try:
                 reading = _reading(proc.pid)
             except PermissionError:
                 # A privileged program (sudo) cannot be looked into: a terminal with echo off (a password
-                # prompt) is the sign, as long as the program started in this cell.
-                if proc.start >= ticks and not self._echo_on():
+                # prompt) is the sign.
+                if not self._echo_on():
                     return "input"
                 continue
             if reading in (self._tty, "/dev/tty"):

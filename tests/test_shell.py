@@ -205,3 +205,11 @@ def test_the_next_run_removes_the_scratch_folder_of_a_runner_killed_with_sigkill
     assert folders[0].exists()
     assert run_cli(["quick.md", "--no-release-log"], cwd=tmp_path).returncode == 0
     assert not folders[0].exists()
+
+
+def test_a_background_job_reading_the_terminal_does_not_fail_later_cells(session: BashSession) -> None:
+    # (Start times have the kernel's 10 ms resolution: a job started in the same tick as the next cell counts
+    # as that cell's.)
+    _run(session, "(read -r x </dev/tty) & sleep 0.05")
+    result, out = _run(session, "sleep 3; echo slept", timeout=20)
+    assert result.exit_code == 0 and out == "slept\n", result
