@@ -60,14 +60,6 @@ __rx_frame() {
   builtin printf '\036%s:%s:0:%s\037' "$__rx_nonce" "$__rx_n" "$PWD" 2>&238 ||
     builtin printf '\036%s:%s:0:%s\037' "$__rx_nonce" "$__rx_n" "$PWD" >&239
 }
-# Read cell $__rx_n: line 1 its name ($0, and so the name in bash's messages), then (flag w) its cwd, then
-# its text. Cheap on purpose: it runs before every cell.
-__rx_pre() {
-  __rx_src=$(<"$__rx_dir/$__rx_n")
-  BASH_ARGV0=${__rx_src%%$'\n'*} __rx_src=${__rx_src#*$'\n'} __rx_tr=
-  set -eo pipefail
-  case $__rx_f:$__rx_x in *[wr]*:* | *:*[xT]*) __rx_rare ;; esac
-}
 # xtrace and functrace, off while the runner's own commands run (no trace of them, no RETURN trap for the
 # runner's functions), resume on the cell's line 1.
 __rx_rare() {
@@ -78,6 +70,7 @@ __rx_rare() {
   [[ $__rx_x != *[xT]* ]] || __rx_tr='[[ $__rx_x != *T* ]] || set -T; [[ $__rx_x != *x* ]] || set -x; '
   [[ $__rx_f != *r* ]] || set +e
 }
+# After a cell with flags: its EXIT trap (at the top level, where the trap runs), cwd= undone, snapshot.
 __rx_post() {
   if [[ -n $__rx_back ]]; then builtin cd -- "$__rx_back" 2>&238 || :; __rx_back=; fi
   if [[ $__rx_f == *s* ]]; then __rx_snap; fi
@@ -114,15 +107,21 @@ __rx_tget() {
 _LOOP = (
     "exec 237<&0 238<>/dev/null 239>&1; exec 0<&238; "
     "IFS= builtin read -rd '' __rx_i <{init}; builtin eval \"$__rx_i\"; builtin unset __rx_i; __rx_frame; "
-    "while IFS=' ' builtin read -r -u 237 __rx_n __rx_f; do __rx_pre; case $__rx_f in "
+    "while IFS=' ' builtin read -r -u 237 __rx_n __rx_f; do "
+    # Cell $__rx_n: line 1 its name ($0, the name in bash's messages), then (flag w) its cwd, then its text.
+    "__rx_src=$(<\"$__rx_dir/$__rx_n\"); BASH_ARGV0=${__rx_src%%$'\\n'*} __rx_src=${__rx_src#*$'\\n'} __rx_tr=; "
+    "set -eo pipefail; case $__rx_f:$__rx_x in *[wr]*:* | *:*[xT]*) __rx_rare ;; esac; "
+    "case $__rx_f in "
     '*i*) builtin eval "$__rx_tr$__rx_src" </dev/tty >&239 2>&239 ;; '
     '*e*) builtin eval "$__rx_tr$__rx_src" <&238 >&239 2>&239 ;; '
     '*) builtin eval "$__rx_tr$__rx_src" ;; esac; '
     "{ __rx_st=$? __rx_x=$-; set +xT; } 2>&-; "
     '((!__rx_st)) || builtin exit "$__rx_st"; '
+    "case $__rx_f in -) ;; *) "
     'case $__rx_f in *t*) __rx_tget; builtin eval "$__rx_tc" ;; esac; '
     # trap -p at the top level: in a function it would not show the ERR trap.
-    'case $__rx_f in *[sw]*) __rx_post; case $__rx_f in *s*) builtin trap -p >>"$__rx_dir/state" ;; esac ;; esac; '
+    'case $__rx_f in *[sw]*) __rx_post; case $__rx_f in *s*) builtin trap -p >>"$__rx_dir/state" ;; esac ;; esac ;; '
+    "esac; "
     'builtin printf \'\\036%s:%s:0:%s\\037\' "$__rx_nonce" "$__rx_n" "$PWD" || __rx_frame; done; '
     "builtin printf '\\036%s?\\037' \"$__rx_nonce\" >&239; builtin exit 0"
 )
