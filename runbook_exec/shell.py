@@ -362,7 +362,10 @@ class BashSession:
             os.close(read_end)
         os.set_blocking(master, False)
         self._proc, self._master, self._commands = proc, master, write_end
-        self._pidfd = os.pidfd_open(proc.pid)
+        try:
+            self._pidfd = os.pidfd_open(proc.pid)
+        except OSError:  # Linux before 5.3: the holder's end is noticed at the idle tick instead
+            self._pidfd = -1
         self._watch(proc.pid)
         init = Path(self._dir, "init")
         bash_env = self._env.get("BASH_ENV")
@@ -612,9 +615,13 @@ class BashSession:
                 self._end_bash()
             self._bash_alive = False
             restarted = True
+            what = (
+                "took over the shell's command input (exec, or break/continue outside a loop)"
+                if kind == "lost"
+                else "ended the shell's whole session"
+            )
             note = note or (
-                "the cell took over the shell's command input (exec, or break/continue outside a loop):"
-                " the session was restarted from the state after the last cell that ran to its end"
+                f"the cell {what}: the session was restarted from the state after the last cell that ran to its end"
             )
         return ShellResult(
             exit_code=outcome.code if kind in ("frame", "died") else None,
@@ -684,7 +691,7 @@ class BashSession:
         ``interruptible``) an interrupt."""
         master, pidfd = self._master, self._pidfd
         want = tag.encode()
-        watched = [master, pidfd, 0] if forward else [master, pidfd]
+        watched = [fd for fd in (master, pidfd, 0 if forward else -1) if fd >= 0]
         pending, self._carry = self._carry, b""
         if pending:
             outcome, pending = self._frames(pending, want, output)
@@ -706,6 +713,8 @@ class BashSession:
             ready, _, _ = select.select(watched, [], [], wait)
             if not ready:
                 output(b"")  # idle tick: lets the masker release a tail it holds back
+                if pidfd < 0 and self._proc is not None and self._proc.poll() is not None:
+                    return self._last_words(pending, want, output)
                 now = time.monotonic()
                 if now - quiet_since >= self.STALL_S and now >= next_look and tag != "0":
                     next_look = now + 1.0
@@ -736,13 +745,15 @@ class BashSession:
             if forward and 0 in ready:
                 _forward_keys(master)
             if pidfd in ready and master not in ready:
-                # The holder ended: what is left in the pty is the last of the session's output.
-                tail = _drain(master)
-                outcome, pending = self._frames(pending + tail, want, output)
-                if outcome is not None:
-                    return outcome
-                output(pending)
-                return _Outcome("gone")
+                return self._last_words(pending, want, output)
+
+    def _last_words(self, pending: bytes, want: bytes, output: OutputSink) -> _Outcome:
+        """The holder ended: what is left in the pty is the last of the session's output."""
+        outcome, pending = self._frames(pending + _drain(self._master), want, output)
+        if outcome is not None:
+            return outcome
+        output(pending)
+        return _Outcome("gone")
 
     def _frames(self, data: bytes, want: bytes, output: OutputSink) -> tuple[_Outcome | None, bytes]:
         """Pass ``data`` on up to the frame that ends the wait; return it and what must wait for more."""

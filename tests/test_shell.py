@@ -213,3 +213,25 @@ def test_a_background_job_reading_the_terminal_does_not_fail_later_cells(session
     _run(session, "(read -r x </dev/tty) & sleep 0.05")
     result, out = _run(session, "sleep 3; echo slept", timeout=20)
     assert result.exit_code == 0 and out == "slept\n", result
+
+
+@pytest.mark.parametrize("pidfd", [True, False], ids=["pidfd", "no-pidfd"])
+def test_a_cell_that_kills_the_session_leader_gets_a_new_session(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pidfd: bool
+) -> None:
+    if not pidfd:
+
+        def unsupported(_pid: int) -> int:
+            raise OSError("pidfd_open")
+
+        monkeypatch.setattr(os, "pidfd_open", unsupported)
+    shell = BashSession(cwd=str(tmp_path), operator=False)
+    try:
+        _run(shell, "export KEPT=yes; cd /", snapshot=True)
+        t0 = time.monotonic()
+        result, _ = _run(shell, "kill -9 $PPID; sleep 5", timeout=30)
+        assert time.monotonic() - t0 < 8
+        assert result.exit_code is None and result.restarted and result.note
+        assert _run(shell, 'echo "kept=$KEPT $PWD"')[1] == "kept=yes /\n"
+    finally:
+        shell.close()
