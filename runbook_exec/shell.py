@@ -79,9 +79,9 @@ __rx_snap() {
   {
     builtin declare -p
     builtin printf '#%s:f\n' "$__rx_nonce"; builtin declare -f
-    builtin printf '#%s:F\n' "$__rx_nonce"; builtin declare -F
+    builtin printf '#%s:F\n' "$__rx_nonce"; builtin declare -Fx
     builtin printf '#%s:a\n' "$__rx_nonce"; builtin alias -p
-    builtin printf '#%s:o\n' "$__rx_nonce"; builtin umask -p; builtin shopt -p; builtin set +o
+    builtin printf '#%s:o\n' "$__rx_nonce"; builtin umask -p
     builtin printf '#%s:t\n' "$__rx_nonce"
   } >|"$__rx_dir/state" 2>&238 || :
 }
@@ -93,6 +93,7 @@ __rx_tget() {
   IFS= builtin read -rd '' __rx_tc <"$__rx_dir/trap" || :
   [[ -n $__rx_tc ]] || return 0
   builtin eval "__rx_targ ${__rx_tc#trap }"
+  [[ $__rx_tc != - ]] || __rx_tc=  # posix mode lists a default action as "-"
   builtin trap - EXIT
 }
 """
@@ -1020,15 +1021,15 @@ def _restore_script(dump: str, cwd: str, env: Mapping[str, str], nonce: str) -> 
         return lines[0] + "\n"
     parts = _sections(dump, nonce)
     names: set[str] = set()
-    xtrace = False
+    values: dict[str, str] = {}
     for line in parts.get("v", []):
         match = _DECLARATION.match(line)
         if not match:
             continue
         name = match.group(2)
         names.add(name)
-        if name == "__rx_x":
-            xtrace = "x" in line.partition("=")[2]
+        if name in ("SHELLOPTS", "BASHOPTS", "__rx_x"):
+            values[name] = line.partition("=")[2].strip('"')
         if name in _NOT_RESTORED or name.startswith("__rx_"):
             continue
         lines.append(line)
@@ -1038,14 +1039,22 @@ def _restore_script(dump: str, cwd: str, env: Mapping[str, str], nonce: str) -> 
     lines += [ln for ln in parts.get("f", []) if ln]
     lines += [ln for ln in parts.get("F", []) if ln.startswith("declare -fx ")]
     lines += [ln for ln in parts.get("a", []) if ln]
-    for line in parts.get("o", []):
-        option = line.rsplit(" ", 1)[-1]
-        if line and option not in ("errexit", "xtrace", "login_shell", "restricted_shell"):
-            lines.append(line)
+    lines += [ln for ln in parts.get("o", []) if ln]
+    # Options, from the snapshot's BASHOPTS and SHELLOPTS: all off, then the saved ones on.
+    saved = [o for o in values.get("BASHOPTS", "").split(":") if o and o not in ("login_shell", "restricted_shell")]
+    lines.append('for __rx_o in ${BASHOPTS//:/ }; do builtin shopt -u "$__rx_o"; done')
+    if saved:
+        lines.append("builtin shopt -s " + " ".join(saved))
+    saved = [o for o in values.get("SHELLOPTS", "").split(":") if o and o not in ("errexit", "xtrace", "functrace")]
+    lines.append('for __rx_o in ${SHELLOPTS//:/ }; do builtin set +o "$__rx_o"; done')
+    if saved:
+        lines.append("builtin set" + "".join(f" -o {o}" for o in saved))
     # Traps last: a failing line above must not run the cell's ERR trap.
-    lines += [ln for ln in parts.get("t", []) if ln and not ln.endswith(" EXIT")]
+    lines += [ln for ln in parts.get("t", []) if ln]
     script = "{\n" + "\n".join(lines) + "\n} >&238 2>&238 || :\n"
-    return script + ("set -x\n" if xtrace else "")
+    # xtrace and functrace were off while the snapshot was taken; the loop resumes them from $- (here).
+    tracing = values.get("__rx_x", "")
+    return script + ("set -T\n" if "T" in tracing else "") + ("set -x\n" if "x" in tracing else "")
 
 
 def _scratch_root() -> str | None:
