@@ -241,6 +241,6 @@ def test_posix_mode_functrace_and_a_return_trap_come_back_after_a_failure(sessio
     _run(session, "set -o posix; set -T; trap 'echo RETURN trap' RETURN; shopt -s extglob", snapshot=True)
     assert _run(session, "trap 'echo bye' EXIT; echo body")[1] == "body\nbye\n"
     assert _run(session, "false")[0].exit_code == 1
-    result, out = _run(session, 'f() { :; }; f; echo "$SHELLOPTS"; shopt -p extglob')
+    _, out = _run(session, 'f() { :; }; f; echo "$SHELLOPTS"; shopt -p extglob')
     assert out.startswith("RETURN trap\n"), out
     assert "posix" in out and "functrace" in out and "shopt -s extglob" in out
