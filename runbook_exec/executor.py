@@ -44,7 +44,7 @@ Confirm = Callable[[Cell, str], str]
 # plain commands does not. Assignments without `=`: read, mapfile, printf -v, getopts, ((i++)).
 _STATEFUL = re.compile(
     r"=|\b(export|declare|typeset|readonly|unset|source|eval|cd|pushd|popd|set|shopt|alias|unalias|local|trap"
-    r"|exec|umask|read|mapfile|readarray|printf|getopts|let|enable)\b|\(\(|(^|[;&|({\s])\.\s"
+    r"|exec|umask|read|mapfile|readarray|getopts|let|enable)\b|printf\s+-v|\(\(|(^|[;&|({\s])\.\s"
 )
 _FUNCTION_DEF = re.compile(r"(?m)^\s*(?:function\s+)?([A-Za-z_][\w:-]*)\s*\(\s*\)")
 
