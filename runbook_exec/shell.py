@@ -1004,11 +1004,9 @@ def _sections(dump: str, nonce: str) -> dict[str, list[str]]:
 def _exports_of(dump: str) -> str:
     """The ``export -p`` listing contained in a snapshot's variables."""
     out = []
-    for line in dump.split("\n"):
-        if line.startswith("#"):
-            break
-        match = _DECLARATION.match(line)
-        if match and "x" in match.group(1):
+    for line in dump[: dump.find("\n#")].split("\n"):
+        # "declare -<flags> NAME..." (one line each: values with newlines are printed as $'...')
+        if line.startswith("declare -") and "x" in line[9 : line.find(" ", 9)]:
             out.append(line)
     return "\n".join(out) + ("\n" if out else "")
 
