@@ -60,8 +60,9 @@ __rx_frame() {
   builtin printf '\036%s:%s:0:%s\037' "$__rx_nonce" "$__rx_n" "$PWD" 2>&238 ||
     builtin printf '\036%s:%s:0:%s\037' "$__rx_nonce" "$__rx_n" "$PWD" >&239
 }
-# xtrace and functrace, off while the runner's own commands run (no trace of them, no RETURN trap for the
-# runner's functions), resume on the cell's line 1.
+# Before a cell with flag w (cwd=) or r (a restore script, run without errexit), or when xtrace/functrace
+# were on: they are off while the runner's own commands run (no trace of them, no RETURN trap for the
+# runner's functions) and resume on the cell's line 1.
 __rx_rare() {
   if [[ $__rx_f == *w* ]]; then
     __rx_back=$PWD __rx_cwd=${__rx_src%%$'\n'*} __rx_src=${__rx_src#*$'\n'}
@@ -70,7 +71,7 @@ __rx_rare() {
   [[ $__rx_x != *[xT]* ]] || __rx_tr='[[ $__rx_x != *T* ]] || set -T; [[ $__rx_x != *x* ]] || set -x; '
   [[ $__rx_f != *r* ]] || set +e
 }
-# After a cell with flags: its EXIT trap (at the top level, where the trap runs), cwd= undone, snapshot.
+# After a cell with flag w or s: back from its cwd=, state snapshot (the trap listing follows at the top level).
 __rx_post() {
   if [[ -n $__rx_back ]]; then builtin cd -- "$__rx_back" 2>&238 || :; __rx_back=; fi
   if [[ $__rx_f == *s* ]]; then __rx_snap; fi
