@@ -31,7 +31,7 @@ from runbook_exec.results import (
     RunReport,
     source_sha256,
 )
-from runbook_exec.shell import Shell, ShellResult, Started
+from runbook_exec.shell import Shell, ShellError, ShellResult, Started
 
 TAIL_LINES = 20
 _KEEP = 64 * 1024
@@ -40,12 +40,12 @@ _ERROR_LINE = re.compile(rb"(?i)(error|fail|fatal|denied|refused|not found|excep
 # Answer to a confirmation: "run", "skip" or "quit".
 Confirm = Callable[[Cell, str], str]
 
-# Cells that may change shell state (exported variables, options, traps). Only these pay for an
-# ``export -p`` snapshot (~75 us, what ``--resume`` and a session restart restore) and for re-arming the
-# runner's ERR trap and pipefail; a cell of plain commands does not.
+# Cells that may change shell state (variables, functions, aliases, options, traps, umask, cwd). Only these
+# pay for a state snapshot (~0.2 ms; what a new bash after a failure and ``--resume`` start from); a cell of
+# plain commands does not. Assignments without `=`: read, mapfile, printf -v, getopts, ((i++)).
 _STATEFUL = re.compile(
-    r"=|\b(export|declare|typeset|readonly|unset|source|eval|cd|pushd|popd|set|shopt|alias|local|trap|exec)\b"
-    r"|(^|[;&|({\s])\.\s"
+    r"=|\b(export|declare|typeset|readonly|unset|source|eval|cd|pushd|popd|set|shopt|alias|unalias|local|trap"
+    r"|exec|umask|read|mapfile|readarray|getopts|let|enable)\b|printf\s+-v|\(\(|(^|[;&|({\s])\.\s"
 )
 _FUNCTION_DEF = re.compile(r"(?m)^\s*(?:function\s+)?([A-Za-z_][\w:-]*)\s*\(\s*\)")
 
@@ -267,7 +267,10 @@ class Executor:
             or self._skip_reason(following) is not None
         ):
             return
-        self._pending = (following, self._start(following))
+        try:
+            self._pending = (following, self._start(following))
+        except ShellError:
+            self._pending = None  # the cell's own turn tries again, and reports it
 
     def _one(self, position: int, total: int, cell: Cell) -> CellResult:
         state = self._state
@@ -296,15 +299,26 @@ class Executor:
         while True:
             attempts += 1
             emit = functools.partial(self._emit, stream, capture)
-            started = pending if pending is not None else self._start(cell)
-            pending = None
-            last = self.shell.wait(started, emit, timeout=self.plan.timeout(cell))
+            try:
+                started = pending if pending is not None else self._start(cell)
+                pending = None
+                last = self.shell.wait(started, emit, timeout=self.plan.timeout(cell))
+            except ShellError as exc:
+                # The session cannot be started again (bash missing, no pty left): this cell fails, and so
+                # does every later one that tries.
+                last = ShellResult(exit_code=None, note=f"the shell session is gone: {exc}")
+                self._emit_final(stream, capture)
+                status = FAILED
+                break
             self._emit_final(stream, capture)
             if last.interrupted:
                 status = INTERRUPTED
                 break
             if last.timed_out:
                 status = TIMED_OUT
+                break
+            if last.waits_for_input:
+                status = FAILED
                 break
             if last.exit_code == cell.options.expect:
                 status = PASSED
@@ -327,10 +341,15 @@ class Executor:
         if status != PASSED:
             state.failed = True
         self._start_next(cell)
-        if last is not None and last.restarted:
+        if last is not None and last.waits_for_input:
             self._say(
-                self.console.note("note: the shell session was restarted; only cwd and the environment carried over")
+                self.console.note(
+                    f"⌨ {label}: waits for terminal input, but no terminal is attached (stdin is not a TTY); stopped",
+                    "red",
+                )
             )
+        if last is not None and last.note:
+            self._say(self.console.note(f"note: {last.note}"))
         result = CellResult(
             id=_masked_id(cell, label),
             label=label,

@@ -148,3 +148,24 @@ def test_interrupt_stops_normal_cells_and_exits_130() -> None:
     statuses = {c.label: c.status for c in report.cells}
     assert report.exit_code == 130 and report.status == "interrupted"
     assert statuses["flaky"] == "skipped" and statuses["logs"] == "passed" and statuses["always"] == "passed"
+
+
+def test_a_shell_that_cannot_be_started_again_fails_the_cells_with_one_line() -> None:
+    from runbook_exec.shell import ShellError
+
+    book = parse_text(RUNBOOK, "t.md")
+    plan = build(book, Selection(), Options(assume_yes=True, environ={}))
+    shell = FakeShell({"echo one": [1]})
+
+    def broken(started: Started, output: Callable[[bytes], None], *, timeout: float | None = None) -> ShellResult:
+        if started.nonce.strip() != "echo one":
+            raise ShellError("bash did not start in 10 s")
+        return ShellResult(exit_code=1)
+
+    shell.wait = broken  # type: ignore[method-assign]
+    out = io.BytesIO()
+    report = Executor(plan, shell, Redactor(), Console(out, color=False)).run()
+    statuses = {c.label: c.status for c in report.cells}
+    assert statuses["logs"] == "failed" and statuses["always"] == "failed"
+    assert out.getvalue().count(b"note: the shell session is gone: bash did not start in 10 s") == 2
+    assert report.exit_code == 1
