@@ -112,6 +112,7 @@ class Shell(Protocol):
         name: str = "cell",
         snapshot: bool = False,
         next_cell: tuple[str, str] | None = None,
+        stdin_tty: bool = False,
     ) -> ShellResult: ...
 
     def start(
@@ -122,6 +123,7 @@ class Shell(Protocol):
         name: str = "cell",
         snapshot: bool = False,
         next_cell: tuple[str, str] | None = None,
+        stdin_tty: bool = False,
     ) -> Started: ...
 
     def wait(self, started: Started, output: OutputSink, *, timeout: float | None = None) -> ShellResult: ...
@@ -311,11 +313,11 @@ class BashSession:
         name: str = "cell",
         snapshot: bool = False,
         next_cell: tuple[str, str] | None = None,
+        stdin_tty: bool = False,
     ) -> ShellResult:
         """Run one cell; stream its raw output to ``output``; return how it ended."""
-        return self.wait(
-            self.start(source, cwd=cwd, name=name, snapshot=snapshot, next_cell=next_cell), output, timeout=timeout
-        )
+        started = self.start(source, cwd=cwd, name=name, snapshot=snapshot, next_cell=next_cell, stdin_tty=stdin_tty)
+        return self.wait(started, output, timeout=timeout)
 
     def start(
         self,
@@ -325,8 +327,12 @@ class BashSession:
         name: str = "cell",
         snapshot: bool = False,
         next_cell: tuple[str, str] | None = None,
+        stdin_tty: bool = False,
     ) -> Started:
         """Send one cell to bash and return at once; :meth:`wait` reads its output and status.
+
+        ``stdin_tty``: the cell reads the terminal (an interactive cell with an operator present) instead of
+        ``/dev/null``.
 
         Until :meth:`wait`, the cell's output stays in the pty, so the caller can still write its own
         lines first. ``next_cell`` (source, name) is written to its file while bash runs this one, so the
@@ -343,7 +349,7 @@ class BashSession:
             line += f"__rx_snap={shlex.quote(self._snap_file)}; "
         if cwd:
             line += f"__rx_back=$PWD; builtin cd -- {shlex.quote(cwd)} && "
-        line += f"source {shlex.quote(cell)} <&$__rx_null\n"
+        line += f"source {shlex.quote(cell)} " + ("</dev/tty\n" if stdin_tty else "<&$__rx_null\n")
         self._interrupt_requested = False
         self._send(line)
         if next_cell is not None:
