@@ -187,6 +187,11 @@ def process_script(argv: tuple[str, ...], body: str, extension: str = "", shell:
     )
 
 
+def missing_script(message: str) -> str:
+    """Shell text for a cell whose program is not installed: say so on stderr, fail like a missing command."""
+    return f"printf 'runbook-exec: %s\\n' {shlex.quote(message)} >&2\n(exit 127)\n"
+
+
 def background_script(script: str, label: str) -> str:
     """Shell text that starts ``script`` in the background of the session and does not wait for it."""
     body = script if script.endswith("\n") else script + "\n"

@@ -99,8 +99,12 @@ class Plan:
         return str((self.runbook.base_dir / cell.options.cwd).resolve()) if cell.options.cwd else None
 
     def stdin_tty(self, cell: Cell) -> bool:
-        """Whether ``cell`` reads the terminal: an interactive cell, an operator at a TTY, not in the background."""
-        return self.terminal and cell.interactive and not cell.options.background
+        """Whether ``cell``'s stdin is the session's terminal: an interactive cell not in the background, with
+        an operator at a TTY. In Runme mode without one too, as Runme runs interactive cells on a pty: ``stty``
+        and ``tput`` work, and a ``read`` waits (until the cell's timeout) for input nobody types."""
+        if not cell.interactive or cell.options.background:
+            return False
+        return self.terminal or cell.runme
 
 
 def build(book: Runbook, selection: Selection, options: Options) -> Plan:
@@ -168,7 +172,7 @@ def build(book: Runbook, selection: Selection, options: Options) -> Plan:
 
     env = dict(env_values)
     env.update(variables)
-    runme_run = _RunmeRun() if not book.runme else _runme_run(book, cells, options, environ, env, problems)
+    runme_run = _RunmeRun() if not book.runme else _runme_run(book, cells, options, environ, env)
 
     if problems:
         raise RunbookError.from_problems(_unique(problems))
@@ -246,7 +250,6 @@ def _runme_run(
     options: Options,
     environ: Mapping[str, str],
     env: Mapping[str, str],
-    problems: list[Problem],
 ) -> _RunmeRun:
     """The shell text, directory and placeholder prompts of each selected Runme-mode cell."""
     cwds: dict[int, str] = {}
@@ -262,7 +265,7 @@ def _runme_run(
             if given:
                 fills[cell.index] = given
             prompts += asked
-    scripts = _generate(book.path, cells, fills, _search_path(env, environ), problems)
+    scripts = _generate(book.path, cells, fills, _search_path(env, environ), warnings)
     return _RunmeRun(scripts, cwds, tuple(prompts), tuple(warnings), fills)
 
 
@@ -275,9 +278,12 @@ def _generate(
     cells: Sequence[Cell],
     fills: Mapping[int, Mapping[int, tuple[str, str]]],
     search_path: Mapping[str, str],
-    problems: list[Problem],
+    warnings: list[str],
 ) -> dict[int, str]:
-    """Each cell's shell text where it is not its source: prompts dropped, placeholders filled, processes."""
+    """Each cell's shell text where it is not its source: prompts dropped, placeholders filled, processes.
+
+    A program that is not installed fails its cell when the cell runs (naming the program), not the run.
+    """
     scripts: dict[int, str] = {}
     for cell in cells:
         text = cell.text
@@ -288,12 +294,11 @@ def _generate(
             argv = languages.pick(route.candidates, search_path)
             if argv is None:
                 wanted = " or ".join(c[0] for c in route.candidates)
-                message = (
-                    f"cell {cell.label}: {wanted} is not installed ({route.via}); install it or set interpreter=PROGRAM"
-                )
-                problems.append(Problem(path, cell.line, message))
-                continue
-            text = languages.process_script(argv, text, route.extension, route.shell)
+                message = f"{wanted} is not installed ({route.via}): install it or set interpreter=PROGRAM"
+                warnings.append(f"{path}:{cell.line}: cell {cell.label} will fail: {message}")
+                text = languages.missing_script(f"cell {cell.label}: {message}")
+            else:
+                text = languages.process_script(argv, text, route.extension, route.shell)
         if cell.options.background:
             text = languages.background_script(text, cell.label)
         if text != cell.source:
@@ -334,11 +339,10 @@ def answer(plan: Plan, values: Mapping[Prompt, str], allow_short: bool = False) 
     fills = {index: dict(lines) for index, lines in plan.fills.items()}
     for prompt in plan.prompts:
         fills.setdefault(prompt.cell, {})[prompt.line] = (prompt.name, values.get(prompt, prompt.default))
-    problems: list[Problem] = []
-    scripts = _generate(plan.runbook.path, plan.cells, fills, _search_path(plan.env, os.environ), problems)
+    scripts = _generate(plan.runbook.path, plan.cells, fills, _search_path(plan.env, os.environ), [])
     secret = {p.name: values.get(p, p.default) for p in plan.prompts if p.secret}
     classified = masking.classify(secret, allow_short=allow_short)
-    problems += [
+    problems = [
         Problem(plan.runbook.path, 0, f"{key}: the value given is shorter than 4 characters and cannot be masked")
         for key in classified.refused
     ]
