@@ -232,7 +232,8 @@ def _project_env(book: Runbook, environ: Mapping[str, str], problems: list[Probl
 def _runme_cwd(book: Runbook, cell: Cell, warnings: list[str]) -> str:
     """Runme's directory: the runbook's, then front matter ``cwd``, then the cell's ``cwd`` (each relative to
     the one before; one that is not a directory is skipped, as Runme skips it)."""
-    here = book.base_dir
+    base = book.base_dir
+    here = base
     for kind, given in (("front matter cwd", book.runme_settings.cwd), ("cwd", cell.options.cwd)):
         if not given:
             continue
@@ -240,7 +241,10 @@ def _runme_cwd(book: Runbook, cell: Cell, warnings: list[str]) -> str:
         if candidate.is_dir():
             here = candidate
         else:
-            warnings.append(f"{cell.label}: {kind} {given} is not a directory; it runs in {here}")
+            shown = os.path.relpath(here, base) if here.is_relative_to(base) else str(here)
+            warnings.append(
+                f"{book.path}:{cell.line}: {cell.label}: {kind} {given} is not a directory; it runs in {shown}"
+            )
     return str(here)
 
 
@@ -257,6 +261,8 @@ def _runme_run(
     prompts: list[Prompt] = []
     warnings: list[str] = []
     ask = options.interactive and not book.runme_settings.skip_prompts
+    lines = {c.line for c in cells}
+    warnings += [str(w) for w in book.warnings if w.code == "RX116" and w.line in lines]  # unclosed fences
     for cell in cells:
         warnings += [f"{book.path}:{cell.line}: {cell.label}: {note}" for note in cell.warnings]
         cwds[cell.index] = _runme_cwd(book, cell, warnings)
