@@ -69,3 +69,58 @@ def test_run(case: Path, run: dict[str, Any], tmp_path: Path) -> None:
     for (label, _, tail), (_, _, want) in zip(cells, run["cells"], strict=True):
         assert len(tail) == len(want), (label, tail)
         assert all(_line_matches(w, g, case.name) for w, g in zip(want, tail, strict=True)), (label, tail)
+
+
+PROMPTED = """---
+runme: {id: 01J9Z3K8Q4W2E6R7T8Y9U0TTYS, version: v3}
+---
+
+```sh { name=placeholder }
+$ export DEPLOY_ENV="staging"
+$ export API_TOKEN="paste-the-token-here"
+$ echo "env=$DEPLOY_ENV token=$API_TOKEN"
+```
+
+```sh { name=not-asked promptEnv=no }
+export REGION=eu-west-1
+echo "region=$REGION"
+```
+
+```sh { name=terminal }
+stty -a >/dev/null && echo "stdin is a terminal"
+```
+
+```sh { name=no-terminal interactive=false }
+stty -a >/dev/null 2>&1 || echo "stdin is not a terminal"
+```
+"""
+
+
+def test_on_a_terminal_placeholders_are_asked_and_interactive_cells_get_it(tmp_path: Path) -> None:
+    import os
+    import sys
+
+    import pexpect
+
+    (tmp_path / "README.md").write_text(PROMPTED, encoding="utf-8")
+    env = dict(os.environ)
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "runbook_exec.cli", "README.md", "--no-release-log"],
+        cwd=str(tmp_path),
+        env=env,
+        timeout=60,
+        encoding="utf-8",
+    )
+    child.expect_exact("Set environment variable DEPLOY_ENV [staging]: ")
+    child.sendline("qa")
+    child.expect_exact("Set environment variable API_TOKEN [keep the current value]: ")  # no echo
+    child.sendline("typed-token-value-for-the-test")
+    child.expect(pexpect.EOF)
+    child.close()
+    out = child.before
+    assert child.exitstatus == 0, out
+    assert "env=qa token=***" in out
+    assert "typed-token-value-for-the-test" not in out
+    assert "region=eu-west-1" in out and "REGION" not in out.split("env=qa")[0]
+    assert "stdin is a terminal" in out and "stdin is not a terminal" in out
