@@ -172,6 +172,8 @@ def _flags(c: Cell, book: Runbook | None = None) -> str:
 
 
 def honor_dry_run(plan: Plan, redactor: Redactor, as_json: bool) -> int:
+    for warning in plan.warnings:
+        print(redactor.mask(f"warning: {warning}"), file=sys.stderr)
     if as_json:
         data = {
             "runbook": plan.runbook.path,
