@@ -24,7 +24,7 @@ from runbook_exec.document import Cell, Runbook
 from runbook_exec.errors import ArgumentParser, RunbookError, UsageError
 from runbook_exec.executor import Executor
 from runbook_exec.masking import Redactor
-from runbook_exec.plan import Options, Plan, Selection, build
+from runbook_exec.plan import Options, Plan, Prompt, Selection, answer, build
 from runbook_exec.report import Transcript, check_writable, run_dir, transcript_tail, write_json, write_junit
 from runbook_exec.rescan import rescan
 from runbook_exec.results import CellResult, RunReport
@@ -48,13 +48,18 @@ def _parser() -> argparse.ArgumentParser:
     sel = p.add_argument_group("selection")
     sel.add_argument("--section", action="append", default=[], metavar="ID", help="run a section (repeatable)")
     sel.add_argument("--cell", action="append", default=[], metavar="ID", help="run one cell (repeatable)")
-    sel.add_argument("--tag", action="append", default=[], metavar="TAG", help="run cells with tag= (repeatable)")
+    sel.add_argument(
+        "--tag", action="append", default=[], metavar="TAG[,TAG]", help="run cells with tag= or category= (repeatable)"
+    )
     sel.add_argument("--from", dest="start", metavar="ID", help="start at this cell of the selection")
     sel.add_argument("--resume", action="store_true", help="restart the last failed run from its failed cell")
     show = p.add_argument_group("inspect")
     show.add_argument("--list", action="store_true", help="list sections and cells, run nothing")
     show.add_argument("--dry-run", action="store_true", help="show the planned cells in order, run nothing")
     show.add_argument("--json", action="store_true", help="machine-readable output")
+    show.add_argument(
+        "--runme", action="store_true", help="read FILE with Runme's rules (also chosen by front matter runme:)"
+    )
     inp = p.add_argument_group("inputs")
     inp.add_argument("--env-file", metavar="PATH", help="env file (overrides front matter env_file)")
     inp.add_argument("--var", action="append", default=[], metavar="NAME=VALUE", help="set a variable")
@@ -89,11 +94,16 @@ def _variables(pairs: Sequence[str]) -> dict[str, str]:
 
 
 def load_runbook(args: argparse.Namespace) -> Runbook:
-    return document.parse(args.file)
+    return document.parse(args.file, runme_mode=True if args.runme else None)
+
+
+def _tags(values: Sequence[str]) -> tuple[str, ...]:
+    """``--tag a,b`` and ``--tag a --tag b`` alike, as Runme's ``--tag``."""
+    return tuple(t.strip() for value in values for t in value.split(",") if t.strip())
 
 
 def build_plan(book: Runbook, args: argparse.Namespace, *, tolerant: bool = False) -> Plan:
-    selection = Selection(sections=tuple(args.section), cells=tuple(args.cell), tags=tuple(args.tag), start=args.start)
+    selection = Selection(sections=tuple(args.section), cells=tuple(args.cell), tags=_tags(args.tag), start=args.start)
     options = Options(
         env_file=args.env_file,
         variables=_variables(args.var),
@@ -117,6 +127,8 @@ def honor_list_request(book: Runbook, as_json: bool) -> int:
         print(_render_list(book))
     for problem in book.problems:
         print(problem, file=sys.stderr)
+    for warning in book.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     return 2 if book.problems else 0
 
 
@@ -127,16 +139,25 @@ def _render_list(book: Runbook) -> str:
         mark = "" if s.explicit else "  (slug)"
         lines.append(f"{'  ' * (s.level - 1)}#{s.id}  {s.title}  line {s.line}{mark}")
         for c in cells:
-            lines.append(f"{'  ' * s.level}  - {c.label}  line {c.line}{_flags(c)}")
+            lines.append(f"{'  ' * s.level}  - {c.label}  line {c.line}{_flags(c, book)}")
     orphans = [c for c in book.cells if c.executable and c.section is None]
     for c in orphans:
-        lines.append(f"  - {c.label}  line {c.line}{_flags(c)}")
+        lines.append(f"  - {c.label}  line {c.line}{_flags(c, book)}")
     return "\n".join(lines)
 
 
-def _flags(c: Cell) -> str:
+def _flags(c: Cell, book: Runbook | None = None) -> str:
     o = c.options
     flags = []
+    if c.name_generated:
+        flags.append("generated name")
+    if c.route.kind == "process":
+        flags.append(f"runs {' '.join(c.route.candidates[0])}")
+    if o.background:
+        flags.append("background")
+    tags = book.tags_of(c) if book is not None else o.tags
+    if tags:
+        flags.append(f"tags={','.join(tags)}")
     if c.danger:
         flags.append("danger")
     if o.when != "success":
@@ -156,6 +177,8 @@ def honor_dry_run(plan: Plan, redactor: Redactor, as_json: bool) -> int:
     """Show the planned cells. Only what came from the runbook and the environment is masked (one value
     at a time); the runner's own numbers and words (line, timeout, counts) stay as they are."""
     mask = redactor.mask
+    for warning in plan.warnings:
+        tell(mask(f"warning: {warning}"))
     if as_json:
         data = {
             "runbook": mask(plan.runbook.path),
@@ -325,7 +348,7 @@ def run_plan(
 
 
 def _selection_key(args: argparse.Namespace) -> tuple[str, ...]:
-    return Selection(sections=tuple(args.section), cells=tuple(args.cell), tags=tuple(args.tag)).describe()
+    return Selection(sections=tuple(args.section), cells=tuple(args.cell), tags=_tags(args.tag)).describe()
 
 
 def _session_env(plan: Plan) -> dict[str, str]:
@@ -516,6 +539,24 @@ def _confirmer(console: Console, redactor: Redactor) -> Callable[[Cell, str], st
     return confirm
 
 
+def _ask_placeholders(prompts: Sequence[Prompt]) -> dict[Prompt, str]:
+    """Runme's variable prompts, asked on the terminal before anything runs; Enter keeps the default."""
+    import getpass  # noqa: PLC0415 - only a run that asks needs it
+
+    answers: dict[Prompt, str] = {}
+    for prompt in prompts:
+        try:
+            if prompt.secret:
+                shown = " [keep the current value]" if prompt.default else ""
+                value = getpass.getpass(f"Set environment variable {prompt.name}{shown}: ")
+            else:
+                value = input(f"Set environment variable {prompt.name} [{prompt.default}]: ")
+        except EOFError:
+            value = ""
+        answers[prompt] = value if value else prompt.default
+    return answers
+
+
 # -- entry point ----------------------------------------------------------------------------------------
 
 
@@ -543,6 +584,8 @@ def _run(argv: list[str]) -> int:
             saved = resume.load(args.file, _selection_key(args))
             args.start = saved.failed_cell
         plan = build_plan(book, args)
+        if plan.prompts:
+            plan = answer(plan, _ask_placeholders(plan.prompts), allow_short=args.allow_short_secrets)
         redactor = Redactor(plan.secrets)
         artifacts = prepare_outputs(plan, args)
         record_aborted_runs(plan, redactor)

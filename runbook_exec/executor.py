@@ -241,18 +241,17 @@ class Executor:
             return self._skip(position, total, cell, "quit at the prompt", REFUSED)
         return None
 
-    def _cwd(self, cell: Cell) -> str | None:
-        return str((self.plan.runbook.base_dir / cell.options.cwd).resolve()) if cell.options.cwd else None
-
     def _start(self, cell: Cell) -> Started:
         if self.on_cell_start:
             self.on_cell_start(cell)
+        script = self.plan.script(cell)
         return self.shell.start(
-            cell.source,
-            cwd=self._cwd(cell),
+            script,
+            cwd=self.plan.cwd(cell),
             name=self._names[cell.index][1],
-            snapshot=self._needs_snapshot(cell.source),
+            snapshot=self._needs_snapshot(script),
             next_cell=self._next_source(cell),
+            stdin_tty=self.plan.stdin_tty(cell),
         )
 
     def _start_next(self, cell: Cell) -> None:
@@ -375,7 +374,7 @@ class Executor:
 
     def _next_source(self, cell: Cell) -> tuple[str, str] | None:
         following = self._following.get(cell.index)
-        return (following.source, self._names[following.index][1]) if following is not None else None
+        return (self.plan.script(following), self._names[following.index][1]) if following is not None else None
 
     def _needs_snapshot(self, source: str) -> bool:
         self._functions.update(_FUNCTION_DEF.findall(source))
