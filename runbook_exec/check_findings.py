@@ -31,6 +31,8 @@ CODES: dict[str, tuple[str, str]] = {
     "RX112": (ERROR, "when=failure cell with no normal cell before it"),
     "RX113": (WARNING, "JSON-style attributes do not render on the site"),
     "RX114": (WARNING, "a cell id is also a section id"),
+    "RX115": (WARNING, "Runme mode: an attribute read but not used, or a cell name used twice"),
+    "RX116": (WARNING, "Runme mode: fence never closed (the cell runs to the end of the file)"),
     "RX201": (ERROR, "front matter is not valid YAML"),
     "RX202": (ERROR, "front matter does not match the schema"),
     "RX301": (WARNING, "variable used but never set or declared"),

@@ -27,6 +27,7 @@ def check_structure(book: Runbook) -> list[Finding]:
     """Every structural finding for ``book``, in no particular order."""
     lines = book.text.split("\n")
     out = [_from_problem(p, lines) for p in book.problems]
+    out += [_from_warning(p, lines) for p in book.warnings]
     out += cells_without_id(book)
     out += _implicit_sections(book)
     out += _failure_first(book)
@@ -52,25 +53,39 @@ def _from_problem(problem: Problem, lines: list[str]) -> Finding:
     return finding(problem.path, problem.line, col, code, problem.message)
 
 
+def _from_warning(problem: Problem, lines: list[str]) -> Finding:
+    """A Runme-mode note (the file runs as Runme would run it): a warning, at the key it is about."""
+    raw = lines[problem.line - 1] if 0 < problem.line <= len(lines) else ""
+    match = re.match(r"(?:unknown key )?'?(?P<key>[A-Za-z_][\w:-]*)'?[ =]", problem.message)
+    col = _column_of(raw, f"{match.group('key')}") if match and problem.code == "RX115" else 1
+    return finding(problem.path, problem.line, col, problem.code, problem.message, WARNING)
+
+
 def _column_of(raw: str, needle: str) -> int:
     index = raw.find(needle)
     return index + 1 if index >= 0 else 1
 
 
 def cells_without_id(book: Runbook) -> list[Finding]:
-    """``RX110``: executable cells without an id (the site build reports the same findings)."""
+    """``RX110``: executable cells without an id (the site build reports the same findings).
+
+    In Runme mode a cell without ``name`` has a generated one, which changes whenever its first line does.
+    """
     how = "name=ID" if book.runme else "#ID"
-    return [
-        finding(
-            book.path,
-            c.line,
-            1,
-            "RX110",
-            f"executable {c.lang} cell has no id: add {{{how}}} so --cell, --from and reports can name it",
-        )
-        for c in book.cells
-        if c.executable and c.id is None
-    ]
+    out = []
+    for c in book.cells:
+        if not c.executable or not (c.id is None or c.name_generated):
+            continue
+        what = f"{c.lang or 'shell'} cell" if book.runme else f"{c.lang} cell"
+        if c.id is None:
+            message = f"executable {what} has no id: add {{{how}}} so --cell, --from and reports can name it"
+        else:
+            message = (
+                f"executable {what} has only the generated name {c.id!r} (from its first line, so it changes "
+                f"with that line): add {{{how}}} so --cell, --from and reports keep naming it"
+            )
+        out.append(finding(book.path, c.line, 1, "RX110", message))
+    return out
 
 
 def _targetable(book: Runbook) -> dict[str, Section]:

@@ -152,9 +152,9 @@ def check_variables(book: Runbook, cwd: Path | None = None) -> list[Finding]:
     for cell in book.cells:
         if not cell.executable:
             continue
-        known.update(assigned(cell.source))
-        source = cell.source.split("\n")
-        for use in uses(cell.source):
+        known.update(assigned(cell.text))
+        source = cell.text.split("\n")
+        for use in uses(cell.text):
             if use.name in known or use.name in reported or is_well_known(use.name):
                 continue
             reported.add(use.name)

@@ -7,9 +7,10 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,9 @@ from markdown_it import MarkdownIt
 from markdown_it.token import Token
 from mdit_py_plugins.front_matter import front_matter_plugin
 
+from runbook_exec import languages
 from runbook_exec import options as opts
+from runbook_exec import runme as rm
 from runbook_exec import targets as tgt
 from runbook_exec.errors import Problem
 from runbook_exec.slug import slugify, unique
@@ -72,7 +75,7 @@ class Section:
 
 @dataclass(frozen=True)
 class Cell:
-    """A fenced code block. ``executable`` cells are run; the others are documentation."""
+    """A code block. ``executable`` cells are run; the others are documentation (``why_not`` says why)."""
 
     index: int
     id: str | None
@@ -85,10 +88,27 @@ class Cell:
     executable: bool
     sections: tuple[str, ...]
     problems: tuple[str, ...] = ()
+    name_generated: bool = False  # Runme mode: the id is the name generated from the first command
+    body: str | None = None  # the text that runs, when it differs from ``source`` ($ prompts dropped)
+    route: languages.Route = languages.SESSION
+    why_not: str | None = None  # a cell that does not run: why, and what would make it run
+    warnings: tuple[str, ...] = ()  # Runme mode: what is read but ignored (unknown keys, bad values)
+    fenced: bool = True  # False for an indented code block (a cell in Runme mode)
+    runme: bool = False  # read with Runme's rules
 
     @property
     def label(self) -> str:
         return self.id or f"line-{self.line}"
+
+    @property
+    def text(self) -> str:
+        """What runs: ``source`` without a reader's ``$`` prompts (Runme mode), else ``source`` itself."""
+        return self.source if self.body is None else self.body
+
+    @property
+    def interactive(self) -> bool:
+        """Whether the cell gets the terminal: ``interactive=true``; in Runme mode also when not set (its default)."""
+        return self.options.interactive if self.options.interactive is not None else self.runme
 
     @property
     def section(self) -> str | None:
@@ -113,6 +133,8 @@ class Runbook:
     problems: tuple[Problem, ...] = ()
     runme: bool = False
     front_matter_lines: int = 0
+    warnings: tuple[Problem, ...] = ()  # read but doubtful (Runme mode): check reports them, runs go on
+    runme_settings: rm.DocumentSettings = field(default_factory=rm.DocumentSettings)
 
     @property
     def base_dir(self) -> Path:
@@ -124,12 +146,19 @@ class Runbook:
     def executable_cells(self) -> tuple[Cell, ...]:
         return tuple(c for c in self.cells if c.executable)
 
+    def tags_of(self, cell: Cell) -> tuple[str, ...]:
+        """A cell's tags (``tag``/``category``); in Runme mode a cell without any has the document's."""
+        if cell.options.tags or not self.runme:
+            return cell.options.tags
+        return self.runme_settings.tags
+
     def key_line(self, key: str) -> int:
         """The line of the first ``key:`` in the front matter (1 when there is none)."""
         return _key_line(self.text.split("\n"), self.front_matter_lines, key)
 
 
 _md = MarkdownIt("commonmark").use(front_matter_plugin)
+_md_body = MarkdownIt("commonmark")
 
 
 def read_text(path: str) -> str:
@@ -137,9 +166,9 @@ def read_text(path: str) -> str:
     return read_utf8(path, "Markdown runbook")
 
 
-def parse(path: str) -> Runbook:
-    """Read and parse the runbook at ``path``."""
-    return parse_text(read_text(path), path)
+def parse(path: str, runme_mode: bool | None = None) -> Runbook:
+    """Read and parse the runbook at ``path`` (``runme_mode``: see :func:`parse_text`)."""
+    return parse_text(read_text(path), path, runme_mode)
 
 
 def normalize(text: str) -> str:
@@ -149,8 +178,12 @@ def normalize(text: str) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
-def parse_text(text: str, path: str = "<text>") -> Runbook:
-    """Parse Markdown text into a :class:`Runbook`. Never raises."""
+def parse_text(text: str, path: str = "<text>", runme_mode: bool | None = None) -> Runbook:
+    """Parse Markdown text into a :class:`Runbook`. Never raises.
+
+    ``runme_mode``: True reads the file with Runme's rules, False with the strict ``.exec`` rules, None
+    decides (front matter ``runme:``, or Runme attributes and no ``.exec`` fence).
+    """
     raw = text
     text = normalize(text)
     lines = text.split("\n")
@@ -163,13 +196,65 @@ def parse_text(text: str, path: str = "<text>") -> Runbook:
         fm = tokens[0]
         fm_lines = fm.map[1] if fm.map else 0
         meta = _load_front_matter(fm.content, path, problems)
+
+    fences = [t for t in tokens if t.type == "fence"]
+    infos = [opts.parse_info(t.info) for t in fences]
+    if runme_mode is None:
+        runme_mode = _is_runme(text, meta, fences, infos)
+    if runme_mode:
+        return _parse_runme(raw, text, path)
     settings = _settings(meta, path, lines, fm_lines, problems)
 
+    sections, raw_cells = _structure(tokens, path, problems, indented=False)
+    cells: list[Cell] = []
+    for index, ((tok, chain), info) in enumerate(zip(raw_cells, infos, strict=True)):
+        cells.append(_cell(index, tok, info, chain, lines, path, problems))
+    _duplicate_ids(cells, path, problems)
+
+    return Runbook(
+        path=path,
+        text=text,
+        sha256=_sha256(raw),
+        meta=meta,
+        settings=settings,
+        sections=tuple(sections),
+        cells=tuple(cells),
+        problems=tuple(problems),
+        runme=False,
+        front_matter_lines=fm_lines,
+    )
+
+
+def _sha256(raw: str) -> str:
+    return hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _is_runme(text: str, meta: Mapping[str, Any], fences: list[Token], infos: list[opts.Info]) -> bool:
+    """A file written for Runme: ``runme:`` front matter (any format), or Runme attributes and no ``.exec``."""
+    if "runme" in meta:
+        return True
+    found = rm.split_front_matter(text)
+    if found is not None and found.data is not None and "runme" in found.data:
+        return True
+    if any(info.attrs.has_class("exec") for info in infos):
+        return False
+    for tok, info in zip(fences, infos, strict=True):
+        if info.attrs.style == "json" or _runme_keys(info.attrs):
+            return True
+        attrs = rm.parse_attributes(tok.info)
+        if attrs.format == "json" or any(key in _RUNME_ONLY_KEYS for key, _ in attrs.items):
+            return True
+    return False
+
+
+def _structure(
+    tokens: list[Token], path: str, problems: list[Problem], *, indented: bool
+) -> tuple[list[Section], list[tuple[Token, tuple[str, ...]]]]:
+    """Sections from headings, and the code blocks (fences; also indented blocks when asked) with their chain."""
     sections: list[Section] = []
     raw_cells: list[tuple[Token, tuple[str, ...]]] = []
     stack: list[Section] = []
-    explicit_ids = _explicit_heading_ids(tokens)
-    taken: set[str] = set(explicit_ids)
+    taken: set[str] = set(_explicit_heading_ids(tokens))
     for i, tok in enumerate(tokens):
         if tok.type == "heading_open":
             level = int(tok.tag[1:])
@@ -195,7 +280,7 @@ def parse_text(text: str, path: str = "<text>") -> Runbook:
             )
             sections.append(section)
             stack.append(section)
-        elif tok.type == "fence":
+        elif tok.type == "fence" or (indented and tok.type == "code_block"):
             raw_cells.append((tok, tuple(s.id for s in stack)))
 
     seen_sections: dict[str, int] = {}
@@ -205,37 +290,18 @@ def parse_text(text: str, path: str = "<text>") -> Runbook:
                 Problem(path, s.line, f"duplicate section id #{s.id} (also line {seen_sections[s.id]})", "RX102")
             )
         seen_sections.setdefault(s.id, s.line)
+    return sections, raw_cells
 
-    infos = [opts.parse_info(t.info) for t, _ in raw_cells]
-    has_exec = any(info.attrs.has_class("exec") for info in infos)
-    runme = "runme" in meta or (
-        not has_exec and any(info.attrs.style == "json" or _runme_keys(info.attrs) for info in infos)
-    )
-    cells: list[Cell] = []
-    for index, ((tok, chain), info) in enumerate(zip(raw_cells, infos, strict=True)):
-        cells.append(_cell(index, tok, info, chain, lines, runme, path, problems))
 
+def _duplicate_ids(cells: list[Cell], path: str, problems: list[Problem], code: str = "RX103") -> None:
     seen_cells: dict[str, int] = {}
     for c in cells:
         if c.id is None:
             continue
         if c.id in seen_cells:
-            problems.append(Problem(path, c.line, f"duplicate cell id #{c.id} (also line {seen_cells[c.id]})", "RX103"))
+            problems.append(Problem(path, c.line, f"duplicate cell id #{c.id} (also line {seen_cells[c.id]})", code))
         else:
             seen_cells[c.id] = c.line
-
-    return Runbook(
-        path=path,
-        text=text,
-        sha256=hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest(),
-        meta=meta,
-        settings=settings,
-        sections=tuple(sections),
-        cells=tuple(cells),
-        problems=tuple(problems),
-        runme=runme,
-        front_matter_lines=fm_lines,
-    )
 
 
 _RUNME_ONLY_KEYS = opts.RUNME_KEYS - opts.RUNNER_KEYS
@@ -279,7 +345,6 @@ def _cell(
     info: opts.Info,
     chain: tuple[str, ...],
     lines: list[str],
-    runme: bool,
     path: str,
     problems: list[Problem],
 ) -> Cell:
@@ -287,7 +352,7 @@ def _cell(
     cell_problems: list[str] = []
     if info.error:
         cell_problems.append(f"attributes: {info.error}")
-    executable = info.attrs.has_class("exec") or (runme and info.lang in opts.RUNNABLE_LANGUAGES and info.error is None)
+    executable = info.attrs.has_class("exec")
     options, option_problems = opts.cell_options(info.attrs)
     if executable or info.attrs.style != "none":
         cell_problems.extend(option_problems)
@@ -316,7 +381,133 @@ def _cell(
         executable=executable,
         sections=chain,
         problems=tuple(cell_problems),
+        why_not=None if executable else "add .exec to run it",
     )
+
+
+# -- Runme mode -------------------------------------------------------------------------------------------
+
+
+def _parse_runme(raw: str, text: str, path: str) -> Runbook:
+    """Read ``text`` with Runme's rules: lenient attributes, generated names, indented blocks, ``$`` prompts."""
+    lines = text.split("\n")
+    problems: list[Problem] = []
+    warnings: list[Problem] = []
+    meta: dict[str, Any] = {}
+    fm_lines = 0
+    body_lines = lines
+    found = rm.split_front_matter(text)
+    if found is not None:
+        fm_lines = found.last_line
+        if found.error is not None:
+            problems.append(
+                Problem(path, found.error_line or found.first_line, f"front matter: {found.error}", "RX201")
+            )
+        else:
+            meta = found.data or {}
+        # Blank lines in its place keep every line number of the Markdown below it.
+        body_lines = [""] * found.last_line + lines[found.last_line :]
+    settings = _settings(meta, path, lines, fm_lines, problems, runme_mode=True)
+    doc = rm.document_settings(meta)
+    tokens = _md_body.parse("\n".join(body_lines))
+    sections, raw_cells = _structure(tokens, path, problems, indented=True)
+
+    names = rm.NameResolver()
+    cells: list[Cell] = []
+    for index, (tok, chain) in enumerate(raw_cells):
+        cells.append(_runme_cell(index, tok, chain, lines, doc, names, path, warnings))
+    _duplicate_ids(cells, path, warnings, "RX115")
+    return Runbook(
+        path=path,
+        text=text,
+        sha256=_sha256(raw),
+        meta=meta,
+        settings=settings,
+        sections=tuple(sections),
+        cells=tuple(cells),
+        problems=tuple(problems),
+        runme=True,
+        front_matter_lines=fm_lines,
+        warnings=tuple(warnings),
+        runme_settings=doc,
+    )
+
+
+def _runme_attrs(info: str) -> tuple[rm.Attributes, opts.Attrs, str | None]:
+    """Runme's attributes, the same as an :class:`~runbook_exec.options.Attrs`, and a ``#id`` if one is given."""
+    found = rm.parse_attributes(info)
+    ident: str | None = None
+    classes: list[str] = []
+    items: list[tuple[str, str]] = []
+    for key, value in found.items:
+        # Our attr_list words inside an HTML-style list: #id names the cell, .class is a class.
+        if found.format == "html" and not value and len(key) > 1 and key[0] in "#.":
+            if key[0] == "#":
+                ident = ident or key[1:]
+            else:
+                classes.append(key[1:])
+            continue
+        items.append((key, value))
+    style = {"json": "json", "html": "attr_list"}.get(found.format, "none")
+    return found, opts.Attrs(id=None, classes=tuple(classes), options=tuple(items), style=style), ident
+
+
+def _runme_cell(
+    index: int,
+    tok: Token,
+    chain: tuple[str, ...],
+    lines: list[str],
+    doc: rm.DocumentSettings,
+    names: rm.NameResolver,
+    path: str,
+    warnings: list[Problem],
+) -> Cell:
+    line = (tok.map[0] + 1) if tok.map else 0
+    fenced = tok.type == "fence"
+    info = tok.info if fenced else ""
+    lang = rm.language(info)
+    found, attrs, ident = _runme_attrs(info)
+    explicit = found.get("name") or ident or None
+    # Every code block takes part in the numbering, runnable or not, as in Runme.
+    name = names.get(explicit if explicit else rm.generated_name(tok.content))
+    options, notes = opts.cell_options(attrs, lenient=True)
+    cell_warnings = list(notes)
+    if fenced and tok.map and not _closed(tok, lines):
+        warnings.append(
+            Problem(path, line, f"fence opened here ({tok.markup}) is never closed: the cell runs to the end", "RX116")
+        )
+    body = rm.strip_prompts(tok.content) if lang in rm.SHELL_LANGUAGES else None
+    route = languages.route(lang, tok.content if body is None else body, found.get("interpreter"), doc.shell)
+    why_not = _ignored_reason(found, lang) if rm.ignored(found, lang) else route.why_not
+    for note in cell_warnings:
+        warnings.append(Problem(path, line, note, "RX115"))
+    return Cell(
+        index=index,
+        id=name or None,
+        lang=lang,
+        source=tok.content,
+        line=line,
+        info=info,
+        attrs=attrs,
+        options=options,
+        executable=why_not is None,
+        sections=chain,
+        name_generated=explicit is None,
+        body=body if body != tok.content else None,
+        route=route,
+        why_not=why_not,
+        warnings=tuple(cell_warnings),
+        fenced=fenced,
+        runme=True,
+    )
+
+
+def _ignored_reason(attrs: rm.Attributes, lang: str) -> str:
+    if attrs.get("transform") is not None and rm.go_bool(attrs.get("transform")) is False:
+        return "transform=false makes it text: remove transform=false to run it"
+    if rm.go_bool(attrs.get("ignore")):
+        return "ignore=true: remove it (or write ignore=false) to run it"
+    return f"a {lang} cell is not run unless it has ignore=false (or transform=true)"
 
 
 def _closed(tok: Token, lines: list[str]) -> bool:
@@ -356,7 +547,15 @@ def _key_line(lines: list[str], fm_lines: int, key: str) -> int:
     return 1
 
 
-def _settings(meta: Mapping[str, Any], path: str, lines: list[str], fm_lines: int, problems: list[Problem]) -> Settings:
+def _settings(
+    meta: Mapping[str, Any],
+    path: str,
+    lines: list[str],
+    fm_lines: int,
+    problems: list[Problem],
+    *,
+    runme_mode: bool = False,
+) -> Settings:
     block = meta.get("runbook", {})
     if block is None:
         block = {}
@@ -375,14 +574,18 @@ def _settings(meta: Mapping[str, Any], path: str, lines: list[str], fm_lines: in
             bad(str(key), f"unknown key runbook.{key}" + (f" (did you mean {hint!r}?)" if hint else ""))
 
     shell = block.get("shell", meta.get("shell", "bash"))
-    if not isinstance(shell, str) or Path(shell).name not in ("bash", "sh"):
-        bad("shell", f"shell: {shell!r} is not supported (cells run in bash)")
+    if runme_mode:
+        # Runme's shell is a program: whether it is installed matters only when a cell would run.
+        shell = str(shell) if isinstance(shell, (str, int, float)) and str(shell).strip() else "bash"
+    elif not isinstance(shell, str) or Path(shell).name not in ("bash", "sh"):
+        bad("shell", f"shell: {shell!r} is not supported (cells run in bash; in Runme mode other shells run too)")
         shell = "bash"
 
     timeout: float | None = None
     if "timeout" in block:
         value = block["timeout"]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not number or not math.isfinite(value) or value <= 0:
             bad("timeout", f"runbook.timeout: {value!r} must be a positive number of seconds")
         else:
             timeout = float(value)
@@ -457,8 +660,21 @@ def _var_spec(name: str, spec: Any, bad: Any) -> VarSpec:
 
 def listing(book: Runbook) -> dict[str, Any]:
     """A JSON-ready summary of sections and cells."""
+    doc = book.runme_settings
     return {
         "runbook": book.path,
+        "runme": (
+            {
+                "shell": doc.shell,
+                "cwd": doc.cwd,
+                "tags": list(doc.tags),
+                "skip_prompts": doc.skip_prompts,
+                "id": doc.runme_id,
+                "version": doc.runme_version,
+            }
+            if book.runme
+            else None
+        ),
         "sections": [
             {
                 "id": s.id,
@@ -482,7 +698,14 @@ def listing(book: Runbook) -> dict[str, Any]:
                 "timeout": c.options.timeout,
                 "retries": c.options.retries,
                 "excluded": c.options.exclude_from_run_all,
+                "name_generated": c.name_generated,
+                "tags": list(book.tags_of(c)),
+                "runs": c.route.describe() if c.executable else None,
+                "why_not": c.why_not,
+                "interactive": c.interactive,
+                "background": c.options.background,
             }
             for c in book.cells
         ],
+        "warnings": [str(w) for w in book.warnings],
     }

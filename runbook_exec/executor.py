@@ -29,8 +29,9 @@ from runbook_exec.results import (
     TIMED_OUT,
     CellResult,
     RunReport,
+    source_sha256,
 )
-from runbook_exec.shell import Shell, ShellResult, Started
+from runbook_exec.shell import Shell, ShellError, ShellResult, Started
 
 TAIL_LINES = 20
 _KEEP = 64 * 1024
@@ -39,12 +40,12 @@ _ERROR_LINE = re.compile(rb"(?i)(error|fail|fatal|denied|refused|not found|excep
 # Answer to a confirmation: "run", "skip" or "quit".
 Confirm = Callable[[Cell, str], str]
 
-# Cells that may change shell state (exported variables, options, traps). Only these pay for an
-# ``export -p`` snapshot (~75 us, what ``--resume`` and a session restart restore) and for re-arming the
-# runner's ERR trap and pipefail; a cell of plain commands does not.
+# Cells that may change shell state (variables, functions, aliases, options, traps, umask, cwd). Only these
+# pay for a state snapshot (~0.2 ms; what a new bash after a failure and ``--resume`` start from); a cell of
+# plain commands does not. Assignments without `=`: read, mapfile, printf -v, getopts, ((i++)).
 _STATEFUL = re.compile(
-    r"=|\b(export|declare|typeset|readonly|unset|source|eval|cd|pushd|popd|set|shopt|alias|local|trap|exec)\b"
-    r"|(^|[;&|({\s])\.\s"
+    r"=|\b(export|declare|typeset|readonly|unset|source|eval|cd|pushd|popd|set|shopt|alias|unalias|local|trap"
+    r"|exec|umask|read|mapfile|readarray|getopts|let|enable)\b|printf\s+-v|\(\(|(^|[;&|({\s])\.\s"
 )
 _FUNCTION_DEF = re.compile(r"(?m)^\s*(?:function\s+)?([A-Za-z_][\w:-]*)\s*\(\s*\)")
 
@@ -98,6 +99,7 @@ class Executor:
         confirm: Confirm | None = None,
         step: bool = False,
         on_cell_done: Callable[[Cell, CellResult, ShellResult | None], None] | None = None,
+        on_cell_start: Callable[[Cell], None] | None = None,
     ) -> None:
         self.plan = plan
         self.shell = shell
@@ -107,6 +109,7 @@ class Executor:
         self.confirm = confirm
         self.step = step
         self.on_cell_done = on_cell_done
+        self.on_cell_start = on_cell_start
         self._state = _State()
         self._functions: set[str] = set()
         self.prompting = False
@@ -167,8 +170,10 @@ class Executor:
         }
         summary = ", ".join(f"{n} {s.replace('_', ' ')}" for s, n in counts.items() if n)
         style = "green" if status == PASSED else "red"
+        # Only the runner's own words and numbers: not masked (a value such as "passed" must not hide them).
         self._say(
-            self.console.note(f"{status.upper()}: {summary} in {(finished - started).total_seconds():.2f} s", style)
+            self.console.note(f"{status.upper()}: {summary} in {(finished - started).total_seconds():.2f} s", style),
+            masked_already=True,
         )
         return RunReport(
             runbook=self.plan.runbook.path,
@@ -178,7 +183,7 @@ class Executor:
             finished_at=finished,
             selection=self.plan.selection,
             cells=tuple(results),
-            variables=dict(self.plan.variables),
+            variables=self.redactor.mask_json(dict(self.plan.variables)),  # operator input: masked like all content
             operator=_operator(),
             host=socket.gethostname(),
             exit_code=exit_code,
@@ -186,8 +191,16 @@ class Executor:
 
     def _skip(self, position: int, total: int, cell: Cell, why: str, status: str = SKIPPED) -> CellResult:
         section, label = self._names[cell.index]
-        self._say(self.console.skipped(position, total, section, label, why), masked_already=True)
-        return CellResult(cell.id, label, cell.section, cell.line, cell.options.when, status)
+        self._say(self.console.skipped(position, total, section, label, why, status), masked_already=True)
+        return CellResult(
+            _masked_id(cell, label),
+            label,
+            section,
+            cell.line,
+            cell.options.when,
+            status,
+            source_sha256=source_sha256(cell.source),
+        )
 
     def _skip_reason(self, cell: Cell) -> str | None:
         """Why ``cell`` is not run given what happened so far, or None when it runs."""
@@ -212,30 +225,33 @@ class Executor:
         try:
             answer = self.confirm(cell, self.redactor.mask(cell.source))
         except KeyboardInterrupt:
-            answer = "quit"
+            # Ctrl-C at a question is the operator's "no, stop". SIGTERM or a hang-up (nobody left to answer)
+            # is handled as during a cell: this cell is not run, failure/always cells still are.
+            answer = "quit" if state.signal_exit == 130 else "skip"
         finally:
             self.prompting = False
         if answer == "skip":
             status = REFUSED if cell.danger else SKIPPED
             if status == REFUSED:
                 state.failed = True
-            return self._skip(position, total, cell, "declined", status)
+            return self._skip(position, total, cell, "declined at the prompt" if cell.danger else "declined", status)
         if answer == "quit":
             state.quit = True
             state.failed = True
-            return self._skip(position, total, cell, "quit", REFUSED)
+            return self._skip(position, total, cell, "quit at the prompt", REFUSED)
         return None
 
-    def _cwd(self, cell: Cell) -> str | None:
-        return str((self.plan.runbook.base_dir / cell.options.cwd).resolve()) if cell.options.cwd else None
-
     def _start(self, cell: Cell) -> Started:
+        if self.on_cell_start:
+            self.on_cell_start(cell)
+        script = self.plan.script(cell)
         return self.shell.start(
-            cell.source,
-            cwd=self._cwd(cell),
+            script,
+            cwd=self.plan.cwd(cell),
             name=self._names[cell.index][1],
-            snapshot=self._needs_snapshot(cell.source),
+            snapshot=self._needs_snapshot(script),
             next_cell=self._next_source(cell),
+            stdin_tty=self.plan.stdin_tty(cell),
         )
 
     def _start_next(self, cell: Cell) -> None:
@@ -250,7 +266,10 @@ class Executor:
             or self._skip_reason(following) is not None
         ):
             return
-        self._pending = (following, self._start(following))
+        try:
+            self._pending = (following, self._start(following))
+        except ShellError:
+            self._pending = None  # the cell's own turn tries again, and reports it
 
     def _one(self, position: int, total: int, cell: Cell) -> CellResult:
         state = self._state
@@ -279,15 +298,26 @@ class Executor:
         while True:
             attempts += 1
             emit = functools.partial(self._emit, stream, capture)
-            started = pending if pending is not None else self._start(cell)
-            pending = None
-            last = self.shell.wait(started, emit, timeout=self.plan.timeout(cell))
+            try:
+                started = pending if pending is not None else self._start(cell)
+                pending = None
+                last = self.shell.wait(started, emit, timeout=self.plan.timeout(cell))
+            except ShellError as exc:
+                # The session cannot be started again (bash missing, no pty left): this cell fails, and so
+                # does every later one that tries.
+                last = ShellResult(exit_code=None, note=f"the shell session is gone: {exc}")
+                self._emit_final(stream, capture)
+                status = FAILED
+                break
             self._emit_final(stream, capture)
             if last.interrupted:
                 status = INTERRUPTED
                 break
             if last.timed_out:
                 status = TIMED_OUT
+                break
+            if last.waits_for_input:
+                status = FAILED
                 break
             if last.exit_code == cell.options.expect:
                 status = PASSED
@@ -299,7 +329,8 @@ class Executor:
                 self.console.note(
                     f"↻ {label}: exit {last.exit_code}; retry {attempts}/{retries} in {cell.options.interval:g} s",
                     "dim",
-                )
+                ),
+                masked_already=True,  # the label is masked; the rest is the runner's
             )
             if not self._sleep(cell.options.interval):
                 status = INTERRUPTED
@@ -309,14 +340,19 @@ class Executor:
         if status != PASSED:
             state.failed = True
         self._start_next(cell)
-        if last is not None and last.restarted:
+        if last is not None and last.waits_for_input:
             self._say(
-                self.console.note("note: the shell session was restarted; only cwd and the environment carried over")
+                self.console.note(
+                    f"⌨ {label}: waits for terminal input, but no terminal is attached (stdin is not a TTY); stopped",
+                    "red",
+                )
             )
+        if last is not None and last.note:
+            self._say(self.console.note(f"note: {last.note}"))
         result = CellResult(
-            id=cell.id,
+            id=_masked_id(cell, label),
             label=label,
-            section=cell.section,
+            section=section,
             line=cell.line,
             when=cell.options.when,
             status=status,
@@ -326,9 +362,11 @@ class Executor:
             started_at=started_at,
             first_error=None if status == PASSED else capture.first_error(),
             tail=capture.last_lines(),
+            source_sha256=source_sha256(cell.source),
         )
         if status == TIMED_OUT:
-            self._say(self.console.note(f"⏱ {label}: timed out after {self.plan.timeout(cell):g} s", "red"))
+            note = f"⏱ {label}: timed out after {self.plan.timeout(cell):g} s"
+            self._say(self.console.note(note, "red"), masked_already=True)
         self._say(self.console.result(result, cell.options.expect), masked_already=True)
         if self.on_cell_done:
             self.on_cell_done(cell, result, last)
@@ -336,7 +374,7 @@ class Executor:
 
     def _next_source(self, cell: Cell) -> tuple[str, str] | None:
         following = self._following.get(cell.index)
-        return (following.source, self._names[following.index][1]) if following is not None else None
+        return (self.plan.script(following), self._names[following.index][1]) if following is not None else None
 
     def _needs_snapshot(self, source: str) -> bool:
         self._functions.update(_FUNCTION_DEF.findall(source))
@@ -373,6 +411,11 @@ class Executor:
                 return False
             time.sleep(min(0.1, max(0.0, end - time.monotonic())))
         return not self._state.interrupted
+
+
+def _masked_id(cell: Cell, masked_label: str) -> str | None:
+    """The cell's id as results carry it: runbook text, so masked like the label (which is the id)."""
+    return masked_label if cell.id is not None else None
 
 
 def _operator() -> str:

@@ -1,10 +1,13 @@
-"""MkDocs plugin ``runbook``: publish runbooks as pages and show their executable cells as cards.
+"""MkDocs plugin ``runbook``: publish runbooks as pages, show their executable cells as cards with the
+evidence of the last runs, and publish the release history.
 
 ``mkdocs.yml``::
 
     plugins:
       - runbook:
           runbooks: [ops/deploy.md]      # paths relative to mkdocs.yml; published at the same path
+          reports: [.runbook/runs/*/report.json]   # run reports to read (globs; the default)
+          history_page: release-history.md         # generated page ("" for none; the default)
 
 - Each runbook is added with ``File.generated`` backed by the real file (no copy, stub or symlink) and
   watched by ``mkdocs serve``.
@@ -19,6 +22,11 @@
   rules (an executable cell without an id, a cell id that is also a section id) with check's messages.
 - Links written relative to the repository (``../ops/deploy.md#compose-up`` in ``docs/``) are rewritten to
   the published page, so the same link works on the repository host, in ``runbook-exec check`` and on the site.
+- Evidence (:mod:`runbook_exec.evidence`): each card shows the newest run report that covered the cell
+  (``data-runbook-status``, ``data-runbook-changed`` when the cell's source hash differs from the one that
+  ran); a page with cells starts with a summary of the last run of each section; the history page lists the
+  release.log records of each runbook that exists at build time. Only these masked artifacts are read, every
+  value from them is escaped as text, and nothing is executed.
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ import logging
 import posixpath
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 from xml.etree.ElementTree import Element
 
@@ -39,12 +47,16 @@ from mkdocs.config.base import Config
 from mkdocs.config.defaults import MkDocsConfig
 from mkdocs.exceptions import PluginError
 from mkdocs.plugins import BasePlugin
-from mkdocs.structure.files import File, Files
+from mkdocs.structure.files import File, Files, InclusionLevel
 from mkdocs.structure.pages import Page
 
-from runbook_exec import cards, check_rules, document
+from runbook_exec import cards, check_rules, document, evidence, site_pages
 from runbook_exec.document import Cell, Runbook
+from runbook_exec.evidence import Evidence, Run
 from runbook_exec.options import RUNNABLE_LANGUAGES, SITE_KEYS
+
+if TYPE_CHECKING:
+    from runbook_exec.release_log import Record
 
 log = logging.getLogger("mkdocs.plugins.runbook")
 
@@ -56,6 +68,8 @@ class RunbookConfig(Config):  # type: ignore[no-untyped-call]  # mkdocs' __init_
 
     runbooks = config_options.ListOfItems(config_options.Type(str), default=[])
     css = config_options.Type(bool, default=True)
+    reports = config_options.ListOfItems(config_options.Type(str), default=list(evidence.DEFAULT_REPORTS))
+    history_page = config_options.Type(str, default="release-history.md")
 
 
 @dataclass
@@ -65,6 +79,8 @@ class _PageState:
     path: str  # repository-relative source path, used in warnings and run commands
     book: Runbook
     rendered: set[int]
+    found: dict[str, Evidence]  # evidence per executable cell id
+    runs: list[Run]  # this page's run reports, oldest first
 
 
 class RunbookPlugin(BasePlugin[RunbookConfig]):  # type: ignore[no-untyped-call]
@@ -77,6 +93,8 @@ class RunbookPlugin(BasePlugin[RunbookConfig]):  # type: ignore[no-untyped-call]
         self._by_uri: dict[str, str] = {}  # src_uri -> repository-relative path
         self._files: Files | None = None
         self._page: _PageState | None = None
+        self._runs: list[Run] = []
+        self._history: File | None = None
 
     # -- configuration ---------------------------------------------------------------------------------
 
@@ -98,6 +116,9 @@ class RunbookPlugin(BasePlugin[RunbookConfig]):  # type: ignore[no-untyped-call]
             for lang in sorted(RUNNABLE_LANGUAGES)
         )
         config.markdown_extensions.append(_RepoLinksExtension(self))
+        history = self.config.history_page
+        if history and (not history.endswith(".md") or history.startswith(("/", "../")) or "\\" in history):
+            raise PluginError(f"runbook: history_page: {history}: must be a .md path inside docs_dir (or empty)")
         if self.config.css:
             config.extra_css.append(CSS_URI)
         return config
@@ -111,7 +132,22 @@ class RunbookPlugin(BasePlugin[RunbookConfig]):  # type: ignore[no-untyped-call]
                 raise PluginError(f"runbook: {src_uri}: docs_dir already has a file at this path")
             files.append(File.generated(config, src_uri, abs_src_path=str(path)))
         if self.config.css:
-            files.append(File.generated(config, CSS_URI, content=cards.CSS))
+            files.append(File.generated(config, CSS_URI, content=cards.css()))
+        self._history = None
+        if self.config.history_page:
+            if files.get_file_from_path(self.config.history_page) is not None:
+                raise PluginError(f"runbook: {self.config.history_page}: docs_dir already has a file at this path")
+            # Not in the nav unless mkdocs.yml lists it: no "not included in nav" warning either way.
+            self._history = File.generated(
+                config,
+                self.config.history_page,
+                content=site_pages.history_markdown(list(self._sources)),
+                inclusion=InclusionLevel.NOT_IN_NAV,
+            )
+            files.append(self._history)
+        self._runs, problems = evidence.load(self._root, self.config.reports)
+        for problem in problems:
+            log.warning(problem)
         docs = Path(config.docs_dir).resolve()
         docs_rel = posixpath.relpath(docs.as_posix(), self._root.as_posix())
         self._repo_paths = {self._repo_path(file, docs_rel): file for file in files}
@@ -128,6 +164,9 @@ class RunbookPlugin(BasePlugin[RunbookConfig]):  # type: ignore[no-untyped-call]
         """Rebuild when a runbook outside ``docs_dir`` changes."""
         for path in self._sources.values():
             server.watch(str(path))
+            log_path = self._release_log(document.parse(str(path)))
+            if log_path is not None and log_path.exists():
+                server.watch(str(log_path))
         return server
 
     # -- pages -----------------------------------------------------------------------------------------
@@ -138,17 +177,60 @@ class RunbookPlugin(BasePlugin[RunbookConfig]):  # type: ignore[no-untyped-call]
         # The file's own text (front matter included) keeps line numbers equal to the editor's.
         source = page.file.content_string
         book = document.parse_text(source, path)
-        self._page = _PageState(path=path, book=book, rendered=set())
+        runs = evidence.for_runbook(self._runs, path, self._root) if book.executable_cells() else []
+        found = evidence.cell_evidence(book, runs)
+        self._page = _PageState(path=path, book=book, rendered=set(), found=found, runs=runs)
         _lint(book)
         return markdown
 
     def on_page_content(self, html: str, /, *, page: Page, config: MkDocsConfig, files: Files) -> str:
-        """Register cell ids as anchors of the page, so links to ``page.md#cell-id`` validate."""
+        """Register cell ids as anchors of the page, so links to ``page.md#cell-id`` validate; add the summary
+        of the last runs to a page with cells and the records to the history page."""
         state = self._page
+        self._page = None
         if state is not None and page.present_anchor_ids is not None:
             page.present_anchor_ids.update(c.id for c in state.book.cells if c.executable and c.id)
-        self._page = None
+        if state is not None and state.found:
+            history = self._history.url_relative_to(page.file) if self._history is not None else None
+            block = site_pages.summary(
+                state.book,
+                state.found,
+                evidence.section_runs(state.book, state.runs),
+                len(state.runs),
+                self.config.reports,
+                history,
+            )
+            html = _after_title(html, block)
+        if self._history is not None and page.file.src_uri == self._history.src_uri:
+            html += site_pages.history_html(self._histories(self._history))
         return html
+
+    def _release_log(self, book: Runbook) -> Path | None:
+        """The runbook's release log as the runner finds it when started from the repository root."""
+        name = book.settings.release_log
+        return None if not name else (Path(name) if Path(name).is_absolute() else self._root / name)
+
+    def _histories(self, page_file: File) -> list[site_pages.History]:
+        out = []
+        for rel, path in self._sources.items():
+            book = document.parse(str(path))
+            target = self._repo_paths.get(rel)
+            url = target.url_relative_to(page_file) if target is not None else ""
+            log_path = self._release_log(book)
+            records: tuple[Record, ...] | None = None
+            problem = None
+            if log_path is not None and log_path.exists():
+                # Imported here: reading records needs the masking module, which pages without history don't.
+                from runbook_exec import release_log  # noqa: PLC0415
+                from runbook_exec.errors import RunbookError  # noqa: PLC0415
+
+                try:
+                    records = tuple(release_log.records(log_path))
+                except RunbookError as exc:
+                    problem = str(exc)
+                    log.warning(f"runbook: {problem}")
+            out.append(site_pages.History(rel, book, book.settings.release_log, records, url, problem))
+        return out
 
     def _page_path(self, file: File) -> str:
         return self._by_uri.get(file.src_uri, file.src_uri)
@@ -183,7 +265,8 @@ class RunbookPlugin(BasePlugin[RunbookConfig]):  # type: ignore[no-untyped-call]
                 )
             return code_html
         state.rendered.add(cell.index)
-        return cards.render_card(state.book, cell, code_html, state.path)
+        found = state.found.get(cell.id) if cell.id else None
+        return cards.render_card(state.book, cell, code_html, state.path, found)
 
     # -- repository-relative links ---------------------------------------------------------------------
 
@@ -236,6 +319,15 @@ def _find_cell(state: _PageState, ident: str, src: str) -> Cell | None:
         (c for c in cells if c.executable and c.index not in state.rendered and c.source.rstrip("\n") == body),
         None,
     )
+
+
+def _after_title(html: str, block: str) -> str:
+    """``html`` with ``block`` right after its first ``<h1>`` (at the start when it has none)."""
+    end = html.find("</h1>")
+    if end < 0:
+        return block + html
+    end += len("</h1>")
+    return html[:end] + block + html[end:]
 
 
 def _line_of(text: str, src: str) -> int:

@@ -39,6 +39,8 @@ RUNME_KEYS = frozenset(
         "promptEnv",
         "interpreter",
         "skipPrompts",
+        "transform",
+        "ignore",
     }
 )
 # Keys the site's highlighter understands (pymdownx.highlight / superfences).
@@ -92,6 +94,7 @@ class CellOptions:
     exclude_from_run_all: bool = False
     tags: tuple[str, ...] = ()
     interactive: bool | None = None
+    background: bool = False
     extra: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -255,20 +258,33 @@ def _integer(key: str, value: str, low: int, high: int, problems: list[str]) -> 
     return int(value)
 
 
-def cell_options(attrs: Attrs) -> tuple[CellOptions, list[str]]:
-    """Validate a cell's options. Returns the options and a list of problems (empty when valid)."""
+_GO_TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
+_GO_FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
+
+
+def cell_options(attrs: Attrs, *, lenient: bool = False) -> tuple[CellOptions, list[str]]:
+    """Validate a cell's options. Returns the options and a list of problems (empty when valid).
+
+    ``lenient`` (Runme mode): the problems are notes, not errors; an unknown key is kept, a value that
+    cannot be used is ignored, and booleans are read as Runme reads them (``1``, ``t``, ``True``, ...).
+    """
     problems: list[str] = []
     seen: set[str] = set()
     values: dict[str, str] = {}
+    kept: dict[str, str] = {}
     for key, value in attrs.options:
         if key not in KNOWN_KEYS:
             hint = _closest(key, KNOWN_KEYS)
-            problems.append(f"unknown key {key!r}" + (f" (did you mean {hint!r}?)" if hint else ""))
+            suffix = f" (did you mean {hint!r}?)" if hint else ""
+            problems.append(f"unknown key {key!r}" + (f"{suffix}: kept, not used" if lenient else suffix))
+            kept[key] = value
             continue
-        if key in seen:
+        if key in seen and not lenient:
             problems.append(f"key {key!r} given twice")
         seen.add(key)
         values[key] = value
+    if lenient:
+        return _lenient_options(values, kept, problems)
     timeout = _number("timeout", values["timeout"], 1e-9, problems) if "timeout" in values else None
     interval = _number("interval", values["interval"], 0, problems) if "interval" in values else 0.0
     retries = _integer("retries", values["retries"], 0, 1000, problems) if "retries" in values else 0
@@ -293,9 +309,59 @@ def cell_options(attrs: Attrs) -> tuple[CellOptions, list[str]]:
         exclude_from_run_all=values.get("excludeFromRunAll", "false").lower() == "true",
         tags=tags,
         interactive=interactive,
+        background=values.get("background", "false").lower() == "true",
         extra={k: v for k, v in values.items() if k not in RUNNER_KEYS},
     )
     return options, problems
+
+
+def _lenient_options(
+    values: dict[str, str], kept: dict[str, str], problems: list[str]
+) -> tuple[CellOptions, list[str]]:
+    """Runme mode: read what can be read, note the rest (a Runme file is never refused for its attributes)."""
+    notes = list(problems)
+
+    def flag(key: str) -> bool | None:
+        value = values.get(key)
+        if value is None:
+            return None
+        if value in _GO_TRUE:
+            return True
+        if value in _GO_FALSE:
+            return False
+        notes.append(f"{key}={value!r} is not true or false: ignored")
+        return None
+
+    number_notes: list[str] = []
+    timeout = _number("timeout", values["timeout"], 1e-9, number_notes) if "timeout" in values else None
+    interval = _number("interval", values["interval"], 0, number_notes) if "interval" in values else 0.0
+    retries = _integer("retries", values["retries"], 0, 1000, number_notes) if "retries" in values else 0
+    expect = _integer("expect", values["expect"], 0, 255, number_notes) if "expect" in values else 0
+    when = values.get("when", "success")
+    if when not in WHEN_VALUES:
+        number_notes.append(f"when={when!r} must be one of {', '.join(WHEN_VALUES)}")
+        when = "success"
+    cwd = values.get("cwd")
+    if cwd is not None and not cwd.strip():
+        cwd = None
+    notes += [f"{note}: ignored" for note in number_notes]
+    tags = tuple(t.strip() for key in ("category", "tag") for t in values.get(key, "").split(",") if t.strip())
+    extra = {k: v for k, v in values.items() if k not in RUNNER_KEYS}
+    extra.update(kept)
+    options = CellOptions(
+        timeout=timeout,
+        retries=retries or 0,
+        interval=interval or 0.0,
+        expect=expect or 0,
+        when=when,
+        cwd=cwd,
+        exclude_from_run_all=flag("excludeFromRunAll") is True,
+        tags=tags,
+        interactive=flag("interactive"),
+        background=flag("background") is True,
+        extra=extra,
+    )
+    return options, notes
 
 
 def _closest(word: str, choices: frozenset[str] | set[str] | list[str]) -> str | None:

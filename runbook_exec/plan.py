@@ -9,10 +9,10 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from runbook_exec import masking
+from runbook_exec import languages, masking, prompt_env
 from runbook_exec.document import Cell, Runbook, VarSpec
 from runbook_exec.envfile import parse_env_file, sample_keys
 from runbook_exec.errors import Problem, RunbookError
@@ -55,6 +55,17 @@ class Options:
 
 
 @dataclass(frozen=True)
+class Prompt:
+    """A Runme placeholder (``export NAME="..."``) to ask the operator about before the run."""
+
+    cell: int  # index of the cell
+    line: int  # 0-based line in the cell's text
+    name: str
+    default: str
+    secret: bool
+
+
+@dataclass(frozen=True)
 class Plan:
     """A validated run: the cells in order, and everything the session needs."""
 
@@ -69,9 +80,32 @@ class Plan:
     release_log: str | None
     release_template: str | None
     default_timeout: float
+    terminal: bool = False  # an operator is at a TTY: interactive cells get it as their stdin
+    scripts: Mapping[int, str] = field(default_factory=dict)  # cell index -> the shell text that runs it
+    cwds: Mapping[int, str] = field(default_factory=dict)  # cell index -> its working directory (Runme mode)
+    prompts: tuple[Prompt, ...] = ()  # placeholders the operator is asked about before anything runs
+    fills: Mapping[int, Mapping[int, tuple[str, str]]] = field(default_factory=dict)  # placeholder values
 
     def timeout(self, cell: Cell) -> float:
         return cell.options.timeout or self.default_timeout
+
+    def script(self, cell: Cell) -> str:
+        """The shell text sent to the session for ``cell`` (its source, or generated: prompts, processes)."""
+        return self.scripts.get(cell.index, cell.source)
+
+    def cwd(self, cell: Cell) -> str | None:
+        """Where ``cell`` runs: ``cwd=`` (Runme mode: also the document's directory / front matter ``cwd``)."""
+        if cell.index in self.cwds:
+            return self.cwds[cell.index]
+        return str((self.runbook.base_dir / cell.options.cwd).resolve()) if cell.options.cwd else None
+
+    def stdin_tty(self, cell: Cell) -> bool:
+        """Whether ``cell``'s stdin is the session's terminal: an interactive cell not in the background, with
+        an operator at a TTY. In Runme mode without one too, as Runme runs interactive cells on a pty: ``stty``
+        and ``tput`` work, and a ``read`` waits (until the cell's timeout) for input nobody types."""
+        if not cell.interactive or cell.options.background:
+            return False
+        return self.terminal or cell.runme
 
 
 def build(book: Runbook, selection: Selection, options: Options) -> Plan:
@@ -82,12 +116,15 @@ def build(book: Runbook, selection: Selection, options: Options) -> Plan:
 
     cells = _select(book, selection, problems)
 
-    env_file = options.env_file or book.settings.env_file
     env_values: dict[str, str] = {}
+    if book.runme:
+        # Runme loads the project's .env files; their values are masked like any env-file value.
+        env_values.update(_project_env(book, environ, problems))
+    env_file = options.env_file or book.settings.env_file
     if env_file:
         try:
             # Interpolation sees the process environment, as Compose does when it reads the same file.
-            env_values = parse_env_file(env_file, environ=environ)
+            env_values.update(parse_env_file(env_file, environ=environ))
         except RunbookError as exc:
             problems.append(_as_problem(exc, env_file))
         else:
@@ -134,11 +171,13 @@ def build(book: Runbook, selection: Selection, options: Options) -> Plan:
             )
         )
 
+    env = dict(env_values)
+    env.update(variables)
+    runme_run = _RunmeRun() if not book.runme else _runme_run(book, cells, options, environ, env)
+
     if problems:
         raise RunbookError.from_problems(_unique(problems))
 
-    env = dict(env_values)
-    env.update(variables)
     if env_file:
         env["RUNBOOK_ENV_FILE"] = str(Path(env_file).resolve())
     return Plan(
@@ -148,11 +187,181 @@ def build(book: Runbook, selection: Selection, options: Options) -> Plan:
         env=env,
         variables=shown,
         secrets=classified.secrets,
-        warnings=classified.warnings,
+        warnings=classified.warnings + runme_run.warnings,
         env_file=env_file,
         release_log=release_log,
         release_template=book.settings.release_template,
         default_timeout=book.settings.timeout or DEFAULT_TIMEOUT_S,
+        terminal=options.interactive,
+        scripts=runme_run.scripts,
+        cwds=runme_run.cwds,
+        prompts=runme_run.prompts,
+        fills=runme_run.fills,
+    )
+
+
+# -- Runme mode ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _RunmeRun:
+    scripts: Mapping[int, str] = field(default_factory=dict)
+    cwds: Mapping[int, str] = field(default_factory=dict)
+    prompts: tuple[Prompt, ...] = ()
+    warnings: tuple[str, ...] = ()
+    fills: Mapping[int, Mapping[int, tuple[str, str]]] = field(default_factory=dict)
+
+
+PROJECT_ENV_FILES = (".env", ".env.local")  # read in this order: .env.local overrides .env
+RUNME_SHELLS = frozenset({"", "sh", "bash", "shell", "zsh", "shellscript", "ksh", "fish", "sh-raw", "bat"})
+
+
+def _project_env(book: Runbook, environ: Mapping[str, str], problems: list[Problem]) -> dict[str, str]:
+    """``.env`` then ``.env.local`` beside the runbook; a variable set in the environment keeps its value."""
+    values: dict[str, str] = {}
+    for name in PROJECT_ENV_FILES:
+        env_path = book.base_dir / name
+        if not env_path.is_file():
+            continue
+        try:
+            values.update(parse_env_file(env_path, environ=environ))
+        except RunbookError as exc:
+            problems.append(_as_problem(exc, str(env_path)))
+    return {k: v for k, v in values.items() if k not in environ}
+
+
+def _runme_cwd(book: Runbook, cell: Cell, warnings: list[str]) -> str:
+    """Runme's directory: the runbook's, then front matter ``cwd``, then the cell's ``cwd`` (each relative to
+    the one before; one that is not a directory is skipped, as Runme skips it)."""
+    base = book.base_dir
+    here = base
+    for kind, given in (("front matter cwd", book.runme_settings.cwd), ("cwd", cell.options.cwd)):
+        if not given:
+            continue
+        candidate = (here / given).resolve()
+        if candidate.is_dir():
+            here = candidate
+        else:
+            shown = os.path.relpath(here, base) if here.is_relative_to(base) else str(here)
+            warnings.append(
+                f"{book.path}:{cell.line}: {cell.label}: {kind} {given} is not a directory; it runs in {shown}"
+            )
+    return str(here)
+
+
+def _runme_run(
+    book: Runbook,
+    cells: Sequence[Cell],
+    options: Options,
+    environ: Mapping[str, str],
+    env: Mapping[str, str],
+) -> _RunmeRun:
+    """The shell text, directory and placeholder prompts of each selected Runme-mode cell."""
+    cwds: dict[int, str] = {}
+    fills: dict[int, dict[int, tuple[str, str]]] = {}
+    prompts: list[Prompt] = []
+    warnings: list[str] = []
+    ask = options.interactive and not book.runme_settings.skip_prompts
+    lines = {c.line for c in cells}
+    warnings += [str(w) for w in book.warnings if w.code == "RX116" and w.line in lines]  # unclosed fences
+    for cell in cells:
+        warnings += [f"{book.path}:{cell.line}: {cell.label}: {note}" for note in cell.warnings]
+        cwds[cell.index] = _runme_cwd(book, cell, warnings)
+        if cell.lang in RUNME_SHELLS:
+            given, asked = _placeholders(cell, options, environ, env, ask)
+            if given:
+                fills[cell.index] = given
+            prompts += asked
+    scripts = _generate(book.path, cells, fills, _search_path(env, environ), warnings)
+    return _RunmeRun(scripts, cwds, tuple(prompts), tuple(warnings), fills)
+
+
+def _search_path(env: Mapping[str, str], environ: Mapping[str, str]) -> dict[str, str]:
+    return {"PATH": env.get("PATH", environ.get("PATH", os.defpath))}
+
+
+def _generate(
+    path: str,
+    cells: Sequence[Cell],
+    fills: Mapping[int, Mapping[int, tuple[str, str]]],
+    search_path: Mapping[str, str],
+    warnings: list[str],
+) -> dict[int, str]:
+    """Each cell's shell text where it is not its source: prompts dropped, placeholders filled, processes.
+
+    A program that is not installed fails its cell when the cell runs (naming the program), not the run.
+    """
+    scripts: dict[int, str] = {}
+    for cell in cells:
+        text = cell.text
+        if cell.index in fills:
+            text = prompt_env.rewrite(text, fills[cell.index])
+        route = cell.route
+        if route.kind == "process":
+            argv = languages.pick(route.candidates, search_path)
+            if argv is None:
+                wanted = " or ".join(c[0] for c in route.candidates)
+                message = f"{wanted} is not installed ({route.via}): install it or set interpreter=PROGRAM"
+                warnings.append(f"{path}:{cell.line}: cell {cell.label} will fail: {message}")
+                text = languages.missing_script(f"cell {cell.label}: {message}")
+            else:
+                text = languages.process_script(argv, text, route.extension, route.shell)
+        if cell.options.background:
+            text = languages.background_script(text, cell.label)
+        if text != cell.source:
+            scripts[cell.index] = text
+    return scripts
+
+
+def _placeholders(
+    cell: Cell,
+    options: Options,
+    environ: Mapping[str, str],
+    env: Mapping[str, str],
+    ask: bool,
+) -> tuple[dict[int, tuple[str, str]], list[Prompt]]:
+    """Placeholders filled now (``--var``, or already set when asking), and those to ask the operator about."""
+    how = prompt_env.mode(cell.options.extra.get("promptEnv"))
+    given: dict[int, tuple[str, str]] = {}
+    asked: list[Prompt] = []
+    for found in prompt_env.find(cell.text):
+        if found.name in options.variables:
+            given[found.line] = (found.name, options.variables[found.name])
+            continue
+        if not ask or how == "never":
+            continue
+        current = env.get(found.name, environ.get(found.name))
+        if current is not None and how == "auto":
+            given[found.line] = (found.name, current)  # already set: Runme does not ask
+            continue
+        default = current if current is not None else found.value
+        asked.append(Prompt(cell.index, found.line, found.name, default, masking.is_secret_name(found.name)))
+    return given, asked
+
+
+def answer(plan: Plan, values: Mapping[Prompt, str], allow_short: bool = False) -> Plan:
+    """``plan`` with the operator's answers to its prompts written into the cells (secret answers masked)."""
+    if not plan.prompts:
+        return plan
+    fills = {index: dict(lines) for index, lines in plan.fills.items()}
+    for prompt in plan.prompts:
+        fills.setdefault(prompt.cell, {})[prompt.line] = (prompt.name, values.get(prompt, prompt.default))
+    scripts = _generate(plan.runbook.path, plan.cells, fills, _search_path(plan.env, os.environ), [])
+    secret = {p.name: values.get(p, p.default) for p in plan.prompts if p.secret}
+    classified = masking.classify(secret, allow_short=allow_short)
+    problems = [
+        Problem(plan.runbook.path, 0, f"{key}: the value given is shorter than 4 characters and cannot be masked")
+        for key in classified.refused
+    ]
+    if problems:
+        raise RunbookError.from_problems(problems)
+    return replace(
+        plan,
+        scripts=scripts,
+        fills=fills,
+        prompts=(),
+        secrets=plan.secrets + classified.secrets,
+        warnings=plan.warnings + classified.warnings,
     )
 
 
@@ -178,7 +387,10 @@ def _unique(problems: Sequence[Problem]) -> list[Problem]:
 def _select(book: Runbook, selection: Selection, problems: list[Problem]) -> list[Cell]:
     path = book.path
     runnable = [c for c in book.cells if c.executable]
-    by_id = {c.id: c for c in book.cells if c.id}
+    by_id: dict[str, Cell] = {}
+    for c in book.cells:
+        if c.id:
+            by_id.setdefault(c.id, c)  # a name used twice (Runme mode) targets its first cell
     chosen: set[int] = set()
     explicit = bool(selection.sections or selection.cells or selection.tags)
 
@@ -189,23 +401,26 @@ def _select(book: Runbook, selection: Selection, problems: list[Problem]) -> lis
                 _unknown(book, "section", sid, [s.id for s in book.sections], {s.id: s.line for s in book.sections})
             )
             continue
-        members = [c for c in runnable if sid in c.sections and not c.options.exclude_from_run_all]
+        # A section is asked for by name: its excludeFromRunAll cells run too (they are out of whole-file runs).
+        members = [c for c in runnable if sid in c.sections]
         if not members:
             problems.append(Problem(path, section.line, f"section #{sid} has no executable cells"))
         chosen.update(c.index for c in members)
     for cid in selection.cells:
         cell = by_id.get(cid)
         if cell is None:
-            problems.append(_unknown(book, "cell", cid, list(by_id), {k: v.line for k, v in by_id.items()}))
+            problems.append(_unknown_cell(book, cid))
         elif not cell.executable:
-            problems.append(Problem(path, cell.line, f"cell #{cid} is not executable (add .exec to run it)"))
+            problems.append(Problem(path, cell.line, f"cell #{cid} is not executable ({cell.why_not})"))
         else:
             chosen.add(cell.index)
     for tag in selection.tags:
         # As in Runme, a tag run is a run-all restricted to the tag: excludeFromRunAll cells stay out.
-        members = [c for c in runnable if tag in c.options.tags and not c.options.exclude_from_run_all]
+        members = [c for c in runnable if tag in book.tags_of(c) and not c.options.exclude_from_run_all]
         if not members:
-            problems.append(Problem(path, 0, f"no executable cell has tag {tag!r}"))
+            known = sorted({t for c in runnable for t in book.tags_of(c)})
+            hint = f"; tags: {', '.join(known[:12])}" if known else ""
+            problems.append(Problem(path, 0, f"no executable cell has tag {tag!r}{hint}"))
         chosen.update(c.index for c in members)
     if not explicit:
         chosen = {c.index for c in runnable if not c.options.exclude_from_run_all}
@@ -214,14 +429,23 @@ def _select(book: Runbook, selection: Selection, problems: list[Problem]) -> lis
     if selection.start is not None:
         start = by_id.get(selection.start)
         if start is None:
-            problems.append(_unknown(book, "cell", selection.start, list(by_id), {k: v.line for k, v in by_id.items()}))
+            problems.append(_unknown_cell(book, selection.start))
+        elif not start.executable:
+            problems.append(Problem(path, start.line, f"cell #{selection.start} is not executable ({start.why_not})"))
         elif start.index not in chosen:
             problems.append(Problem(path, start.line, f"--from {selection.start}: that cell is not in the selection"))
         else:
             cells = [c for c in cells if c.index >= start.index]
     if not cells and not problems:
-        problems.append(Problem(path, 0, "nothing to run: no executable cells (mark shell fences with .exec)"))
+        how = "no shell fences, and no interpreter for the others" if book.runme else "mark shell fences with .exec"
+        problems.append(Problem(path, 0, f"nothing to run: no executable cells ({how})"))
     return cells
+
+
+def _unknown_cell(book: Runbook, wanted: str) -> Problem:
+    """An unknown cell name; "did you mean" offers only cells that run (the names ``--list`` prints)."""
+    runnable = {c.id: c.line for c in book.cells if c.executable and c.id}
+    return _unknown(book, "cell", wanted, list(runnable), runnable)
 
 
 def _unknown(book: Runbook, kind: str, wanted: str, known: list[str], lines: Mapping[str, int]) -> Problem:
@@ -281,8 +505,9 @@ def _variables(
             continue
         secret = spec.secret or masking.is_secret_name(spec.name)
         if spec.pattern and not re.search(spec.pattern, value):
-            shown = "***" if secret else repr(value)
-            message = f"variable {spec.name}={shown} does not match {spec.pattern!r}{hint}"
+            # Quoted as written: repr() would double every backslash of a pattern such as '^\d{4}$'.
+            shown = "***" if secret else f"'{value}'"
+            message = f"variable {spec.name}={shown} does not match '{spec.pattern}'{hint}"
             problems.append(Problem(path, book.key_line(spec.name), message))
         values[spec.name] = value
         if secret:

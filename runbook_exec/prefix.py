@@ -83,5 +83,7 @@ def prefixed(label: str | None) -> Iterator[None]:
     finally:
         for w in wrapped:
             if w is not None:
-                w.flush()
+                # A terminal or reader that went away (hang-up, closed pipe) is not an error here either.
+                with contextlib.suppress(OSError, ValueError):
+                    w.flush()
         sys.stdout, sys.stderr = originals

@@ -31,7 +31,17 @@ from typing import Any
 from runbook_exec.document import Runbook
 from runbook_exec.errors import RunbookError
 from runbook_exec.masking import strip_controls
-from runbook_exec.results import FAILED, INTERRUPTED, PASSED, REFUSED, SKIPPED, TIMED_OUT, CellResult, RunReport
+from runbook_exec.results import (
+    ABORTED,
+    FAILED,
+    INTERRUPTED,
+    PASSED,
+    REFUSED,
+    SKIPPED,
+    TIMED_OUT,
+    CellResult,
+    RunReport,
+)
 
 # Korea has had no daylight saving time since 1988; a fixed offset avoids needing tzdata on Windows.
 KST = timezone(timedelta(hours=9), "KST")
@@ -82,6 +92,41 @@ class Record:
 # -- rendering ------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Rendered:
+    """A rendered record and every string in it that came from cells, the runbook or the environment
+    (masked): the parts a leak check must look at. The rest is the runner's own (times, statuses, ids,
+    operator, host, paths it generated) and is never masked."""
+
+    text: str
+    content: tuple[str, ...]
+
+
+class _Content:
+    """Masks a value that came from cells, the runbook or the environment, and remembers the result."""
+
+    def __init__(self, mask: Mask | None) -> None:
+        self._mask = mask
+        self.seen: list[str] = []
+
+    def __call__(self, value: str) -> str:
+        out = self._mask(value) if self._mask else value
+        self.seen.append(out)
+        return out
+
+    def opt(self, value: str | None) -> str | None:
+        return None if value is None else self(value)
+
+    def deep(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return self(value)
+        if isinstance(value, dict):
+            return {self.deep(k): self.deep(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self.deep(v) for v in value]
+        return value
+
+
 def render(
     template_path: str | Path,
     report: RunReport,
@@ -93,9 +138,22 @@ def render(
     """Render one complete record (begin line, meta, template body, end line) for ``report``.
 
     ``extra`` may carry ``rollback_possible`` (bool: TAG_PREV is known and its images exist) and
-    ``run_id``; other keys are passed to the template as ``extra``. ``mask`` is applied to the whole
-    text as a second guard (the report is already masked by the runner).
+    ``run_id``; other keys are passed to the template as ``extra``. ``mask`` is applied to every value
+    that came from cells, the runbook or the environment (a second guard: the report is already masked),
+    never to the runner's own fields.
     """
+    return render_record(template_path, report, book, extra, mask=mask).text
+
+
+def render_record(
+    template_path: str | Path,
+    report: RunReport,
+    book: Runbook,
+    extra: Mapping[str, Any] | None = None,
+    *,
+    mask: Mask | None = None,
+) -> Rendered:
+    """:func:`render`, with the masked content strings for the caller's leak check."""
     extra = dict(extra or {})
     path = Path(template_path)
     try:
@@ -113,7 +171,8 @@ def render(
         template = env.from_string(source)
     except jinja2.TemplateSyntaxError as exc:
         raise RunbookError(f"{template_path}:{exc.lineno}: template syntax: {exc.message}") from None
-    context = build_context(report, book, extra)
+    content = _Content(mask)
+    context = build_context(report, book, extra, content)
     try:
         body = template.render(context)
     except jinja2.UndefinedError as exc:
@@ -121,22 +180,29 @@ def render(
     except jinja2.TemplateError as exc:
         raise RunbookError(f"{template_path}: template error: {exc}") from None
     meta = _meta(context)
-    text = _frame(context["run_id"], meta, body)
-    return seal(mask(text) if mask else text)
+    return Rendered(seal(_frame(context["run_id"], meta, body)), tuple(content.seen))
 
 
-def build_context(report: RunReport, book: Runbook, extra: Mapping[str, Any]) -> dict[str, Any]:
-    """Everything a template can use. Every string in it comes from already-masked data."""
-    variables = dict(report.variables)
+def build_context(
+    report: RunReport, book: Runbook, extra: Mapping[str, Any], content: Mask | None = None
+) -> dict[str, Any]:
+    """Everything a template can use. ``content`` masks each value that came from cells, the runbook or
+    the environment; the runner's own fields (times, statuses, counts, ids, operator, host, paths it
+    generated) are passed as they are."""
+    m = content if isinstance(content, _Content) else _Content(content)
+    raw_tag_prev = report.variables.get("TAG_PREV") or None
+    variables = m.deep(dict(report.variables))
     tag, tag_prev = variables.get("TAG"), variables.get("TAG_PREV") or None
-    cells = [_cell_json(c, book) for c in report.cells]
+    cells = [_cell_json(c, book, m) for c in report.cells]
     by_id = {c.id: c for c in report.cells if c.id}
-    kind, deployed = _deployment(report, book, tag, tag_prev)
+    kind, deployed = _deployment(report, book, report.variables.get("TAG"), raw_tag_prev)
+    deployed = m.opt(deployed)
     failed = report.failed_cell
     sections: list[str] = []
     for c in report.cells:
         if c.status != SKIPPED and c.section and c.section not in sections:
             sections.append(c.section)
+    sections = [m(s) for s in sections]
 
     def observed(*ids: str) -> str:
         """``passed`` when one of the named cells (alternatives proving one item) passed, ``failed`` when
@@ -166,20 +232,21 @@ def build_context(report: RunReport, book: Runbook, extra: Mapping[str, Any]) ->
         "duration_s": round((report.finished_at - report.started_at).total_seconds(), 3),
         "operator": report.operator or "unknown",
         "host": report.host or "unknown",
+        # The runner's own, like operator and host: the target it resolved, the name its engine gave.
         "target": report.target,
         "engine_host": report.engine_host,
-        "runbook": report.runbook,
+        "runbook": m(report.runbook),
         "runbook_sha256": report.runbook_sha256,
-        "selection": list(report.selection),
+        "selection": [m(s) for s in report.selection],
         "sections": sections,
         "cells": cells,
         "counts": _counts(report.cells),
-        "failure": _failure(failed, report, book) if failed else None,
+        "failure": _failure(failed, report, book, m) if failed else None,
         "rollback": rollback,
         "run_dir": report.run_dir,
         "transcript": report.transcript,
         "observed": observed,
-        "extra": {k: v for k, v in extra.items() if k not in ("rollback_possible", "run_id", "plan")},
+        "extra": m.deep({k: v for k, v in extra.items() if k not in ("rollback_possible", "run_id", "plan")}),
     }
 
 
@@ -194,24 +261,25 @@ def _stamp(moment: datetime, zone: timezone) -> str:
     return f"{aware.astimezone(zone).strftime(_TIME)} {zone.tzname(None)}"
 
 
-def _cell_json(c: CellResult, book: Runbook) -> dict[str, Any]:
+def _cell_json(c: CellResult, book: Runbook, m: _Content) -> dict[str, Any]:
     return {
-        "id": c.id,
-        "label": c.label,
-        "section": c.section,
+        "id": m.opt(c.id),
+        "label": m(c.label),
+        "section": m.opt(c.section),
         "line": c.line,
         "when": c.when,
         "status": c.status,
         "exit_code": c.exit_code,
         "attempts": c.attempts,
         "duration_s": round(c.duration_s, 3),
-        "tags": list(_tags(c, book)),
+        "tags": [m(t) for t in _tags(c, book)],
     }
 
 
 def _tags(c: CellResult, book: Runbook) -> tuple[str, ...]:
+    # By line: a result's id is masked like all runbook text, so it may not equal the cell's own id.
     for cell in book.cells:
-        if cell.line == c.line and (cell.id == c.id or c.id is None):
+        if cell.line == c.line and cell.executable:
             return cell.options.tags
     return ()
 
@@ -242,18 +310,26 @@ def _deployment(report: RunReport, book: Runbook, tag: str | None, tag_prev: str
     return kind, tag if kind == "deploy" else None
 
 
-def _failure(cell: CellResult, report: RunReport, book: Runbook) -> dict[str, Any]:
+def _failure(cell: CellResult, report: RunReport, book: Runbook, m: _Content) -> dict[str, Any]:
     """The Minimum Failure Record: what failed, how, the evidence, and where the whole log is."""
+    if cell.first_error:
+        first_error = m(plain(cell.first_error))
+    elif report.status == ABORTED and cell.status == INTERRUPTED:
+        first_error = "(the runner stopped while this cell was running: killed, or the machine stopped)"
+    elif cell.status == REFUSED:
+        first_error = "(refused at the confirmation prompt: not run)"
+    else:
+        first_error = "(no line looked like an error; see the last lines)"
     return {
-        "step": cell.label,
-        "section": cell.section,
+        "step": m(cell.label),
+        "section": m.opt(cell.section),
         "line": cell.line,
-        "location": f"{book.path}:{cell.line}",
+        "location": f"{m(book.path)}:{cell.line}",
         "status": cell.status,
         "exit_code": cell.exit_code,
         "attempts": cell.attempts,
-        "first_error": plain(cell.first_error or "") or "(no line looked like an error; see the last lines)",
-        "tail": [plain(line) for line in cell.tail[-20:]],
+        "first_error": first_error,
+        "tail": [m(plain(line)) for line in cell.tail[-20:]],
         "log": report.transcript or report.run_dir or "(no transcript was written)",
         "run_dir": report.run_dir,
     }
@@ -293,6 +369,9 @@ def _meta(context: Mapping[str, Any]) -> dict[str, Any]:
         "finished_utc": context["finished_utc"],
         "selection": context["selection"],
         "failed_step": context["failure"]["step"] if context["failure"] else None,
+        # For readers of the log (the site's release history) that must not parse the template's text.
+        "operator": context["operator"],
+        "host": context["host"],
     }
 
 
@@ -338,17 +417,37 @@ def append(log_path: str | Path, text: str, *, mask: Mask | None = None, lock_ti
     if not text.endswith("\n"):
         text += "\n"
     data = text.encode("utf-8", "surrogateescape")
-    with _Lock(Path(str(path) + ".lock"), lock_timeout):
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o644)
-        try:
-            size = os.fstat(fd).st_size
-            if size and _last_byte(path, size) != b"\n":
-                # A torn record (writer killed mid-write) must not swallow this one's begin line.
-                data = b"\n" + data
-            _write_all(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    try:
+        with _Lock(Path(str(path) + ".lock"), lock_timeout):
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o644)
+            try:
+                size = os.fstat(fd).st_size
+                if size and _last_byte(path, size) != b"\n":
+                    # A torn record (writer killed mid-write) must not swallow this one's begin line.
+                    data = b"\n" + data
+                _write_all(fd, data)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+    except OSError as exc:
+        raise RunbookError(f"{log_path}: cannot append the release record: {exc.strerror or exc}") from None
+
+
+def check_writable(log_path: str | Path) -> None:
+    """Refuse, before anything runs, a release log that could not take this run's record."""
+    path = Path(log_path)
+    if not path.parent.is_dir():
+        raise RunbookError(f"{log_path}: directory {path.parent} does not exist; no release record could be written")
+    if path.is_dir():
+        raise RunbookError(f"{log_path}: is a directory, not a release log")
+    try:
+        # The lock file is created next to the log by every append anyway; opening the log for append
+        # writes nothing and shows permissions, a read-only file system or an immutable file.
+        os.close(os.open(Path(str(path) + ".lock"), os.O_RDWR | os.O_CREAT, 0o644))
+        if path.exists():
+            os.close(os.open(path, os.O_WRONLY | os.O_APPEND))
+    except OSError as exc:
+        raise RunbookError(f"{log_path}: cannot write the release log: {exc.strerror}") from None
 
 
 def _last_byte(path: Path, size: int) -> bytes:

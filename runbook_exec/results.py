@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -15,6 +16,40 @@ PASSED, FAILED, TIMED_OUT, SKIPPED, REFUSED, INTERRUPTED = (
     "refused",
     "interrupted",
 )
+# A run whose runner died (kill -9, power loss) before it could finish; recorded by the next invocation.
+ABORTED = "aborted"
+
+# JSON report fields the runner writes itself (statuses, times, counts, ids, paths it generated): never
+# masked, never counted as a leak by the final rescan. Every other field came from cells, the runbook text
+# or the environment and is masked (and rescanned), including fields added later.
+RUN_FIELDS_OWN = frozenset(
+    {
+        "runbook_sha256",
+        "status",
+        "interrupted",
+        "aborted",
+        "exit_code",
+        "started_at",
+        "finished_at",
+        "duration_s",
+        "operator",
+        "host",
+        "run_dir",
+        "transcript",
+        # A target's name is validated and resolved by the runner and already part of its run folder's
+        # name; the engine's host name is what the runner asked the engine (as ``host`` is this machine's).
+        "target",
+        "engine_host",
+    }
+)
+CELL_FIELDS_OWN = frozenset(
+    {"status", "reason", "when", "line", "exit_code", "attempts", "duration_s", "started_at", "source_sha256"}
+)
+
+
+def source_sha256(source: str) -> str:
+    """Hex SHA-256 of a cell's source as the document model holds it (what the site compares for drift)."""
+    return hashlib.sha256(source.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -33,6 +68,7 @@ class CellResult:
     started_at: datetime | None = None
     first_error: str | None = None  # first line that looks like an error, masked
     tail: tuple[str, ...] = ()  # last 20 output lines, masked
+    source_sha256: str | None = None  # of the source that ran (None: not recorded)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -51,12 +87,14 @@ class CellResult:
             "started_at": self.started_at.isoformat() if self.started_at else None,
             "first_error": self.first_error,
             "tail": list(self.tail),
+            "source_sha256": self.source_sha256,
         }
 
 
 @dataclass(frozen=True)
 class RunReport:
-    """The outcome of one run. ``status`` is passed, failed or interrupted."""
+    """The outcome of one run. ``status`` is passed, failed, interrupted or aborted (the runner died; the
+    exit status is then unknown: None)."""
 
     runbook: str
     runbook_sha256: str
@@ -70,7 +108,7 @@ class RunReport:
     host: str = ""
     run_dir: str | None = None
     transcript: str | None = None
-    exit_code: int = 0
+    exit_code: int | None = 0
     target: str | None = None  # --target: the target's name
     engine_host: str | None = None  # --target: the engine's host name (``docker info``)
 
@@ -84,6 +122,7 @@ class RunReport:
             "runbook_sha256": self.runbook_sha256,
             "status": PASSED if self.status == PASSED else FAILED,
             "interrupted": self.status == INTERRUPTED,
+            "aborted": self.status == ABORTED,
             "exit_code": self.exit_code,
             "started_at": self.started_at.isoformat(),
             "finished_at": self.finished_at.isoformat(),

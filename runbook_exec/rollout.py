@@ -3,13 +3,15 @@
 Per target, everything a single run has, of its own: the docker CLI pointed at the target's engine
 (``DOCKER_CONTEXT`` or ``DOCKER_HOST``, and ``RUNBOOK_TARGET``) for every process the run starts, its env
 file and vars, its plan (``TAG_PREV`` from its own records), run folder, report, JUnit suite, release record,
-resume state and lock. The workflow steps are :mod:`runbook_exec.cli`'s, called once per target.
+resume state, record of an earlier run whose runner died, and lock. Each target's run is
+:func:`runbook_exec.cli.run_one`, the step a single run takes too.
 
-Before anything runs, every target is resolved, every plan validated and every engine asked for its name;
-any problem is exit 2 with nothing run. Then the targets run in the order given: the first that fails stops
-the rollout (the rest are "not run"), unless ``--keep-going``. A signal stops the current target as in a
-single run and starts no further one. ``--resume`` resumes the first target whose last run failed and then
-goes on with the targets after it.
+Before anything runs, every target's lock is taken, every target resolved, every plan validated and every
+engine asked for its name; any problem is exit 2 with nothing run. Runme's prompts are asked once. Then the
+targets run in the order given: the first that fails stops the rollout (the rest are "not run"), unless
+``--keep-going``. A signal (INT, TERM, HUP) stops the current target exactly as it stops a single run and
+starts no further one. ``--resume`` resumes the first target whose last run failed (or whose runner died)
+and then goes on with the targets after it.
 """
 
 from __future__ import annotations
@@ -20,29 +22,26 @@ import functools
 import io
 import json
 import os
-import signal
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from types import FrameType
 from typing import Any
 from xml.etree import ElementTree as ET
 
 from runbook_exec import cli, lock, resume
 from runbook_exec import report as artifacts_io
+from runbook_exec.console import silence, tell
 from runbook_exec.document import Runbook
 from runbook_exec.errors import RunbookError, UsageError
 from runbook_exec.masking import Redactor
 from runbook_exec.plan import Plan
 from runbook_exec.prefix import prefixed
-from runbook_exec.release_log import BEGIN
 from runbook_exec.results import INTERRUPTED, PASSED
 from runbook_exec.targets import Engine, Target, check_engines, resolve, update
 
 NOT_RUN, DONE_EARLIER, ERROR = "not run", "done earlier", "error"
-_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 @dataclass(frozen=True)
@@ -90,23 +89,28 @@ def main(args: argparse.Namespace) -> int:
     if args.list:
         return _list(book, targets, args.json)
     if args.dry_run:
-        plans = _plans(book, targets, args, {}, tolerant=True)
-        return _dry_run(book, targets, plans, args.json)
-    first, saved = _resume_point(args, targets) if args.resume else (0, None)
-    running = targets[first:]
-    starts = {running[0].name: saved} if saved is not None else {}
-    plans = _plans(book, running, args, starts, tolerant=False)
-    engines = check_engines(book, running)
-    outcomes = [Outcome(t, DONE_EARLIER) for t in targets[:first]]
+        first, starts = _resume_point(args, targets) if args.resume else (0, {})
+        plans = _plans(book, targets[first:], args, starts, tolerant=True)
+        return _dry_run(book, targets[first:], plans, args.json)
     with contextlib.ExitStack() as locks:
-        for t in running:
-            locks.enter_context(lock.hold(args.file, warn=_warn, target=t.name))
-        ran, signum = _roll(list(zip(running, plans, engines, strict=True)), args, starts, len(targets) > 1)
-    return _finish(book, plans[0].selection, outcomes + ran, signum, args)
-
-
-def _warn(text: str) -> None:
-    print(text, file=sys.stderr)
+        for t in targets:
+            locks.enter_context(lock.hold(args.file, warn=tell, target=t.name))
+        # Under the locks: no other runner against these targets is alive, so their states can be read.
+        first, starts = _resume_point(args, targets) if args.resume else (0, {})
+        running = targets[first:]
+        plans = _plans(book, running, args, starts, tolerant=False)
+        engines = check_engines(book, running)
+        plans = cli.ask_prompts(plans, args.allow_short_secrets)
+        for target, plan in zip(running, plans, strict=True):
+            # Every target named, not only those this rollout gets to: a failing first target must not
+            # leave another target's aborted run unrecorded.
+            cli.record_aborted_runs(plan, Redactor(plan.secrets), target.name)
+        outcomes = [Outcome(t, DONE_EARLIER) for t in targets[:first]]
+        # From here on a signal stops the current target as it stops a single run, and starts no other.
+        with cli.Signals() as signals:
+            ran = _roll(list(zip(running, plans, engines, strict=True)), args, starts, len(targets) > 1, signals)
+            code = _finish(book, plans[0].selection, outcomes + ran, signals.late, args)
+        return signals.late if signals.late is not None and code == 0 else code
 
 
 # -- per-target inputs -----------------------------------------------------------------------------------
@@ -120,6 +124,7 @@ def _target_args(args: argparse.Namespace, target: Target, saved: resume.Saved |
     """
     ns = argparse.Namespace(**vars(args))
     ns.target_name = target.name
+    ns.engine_host = None
     ns.env_file = target.env_file or args.env_file
     ns.var = [f"{k}={v}" for k, v in target.vars] + list(args.var)
     ns.start = saved.failed_cell if saved is not None else args.start
@@ -162,17 +167,16 @@ def _plans(
     return plans
 
 
-def _resume_point(args: argparse.Namespace, targets: Sequence[Target]) -> tuple[int, resume.Saved]:
-    """The first target (in the order given) whose last run of this selection failed, and where it stopped."""
+def _resume_point(args: argparse.Namespace, targets: Sequence[Target]) -> tuple[int, dict[str, resume.Saved]]:
+    """The first target (in the order given) whose last run of this selection failed or was aborted, and
+    where it stopped (by target name)."""
     reasons: list[str] = []
     for index, target in enumerate(targets):
         try:
-            return index, resume.load(args.file, cli._selection_key(_target_args(args, target, None)))
-        except RunbookError as exc:
-            # "Nothing to resume" for this target means it is done (or never ran): look further. Any other
-            # reason (a failed cell without an id) is this target's and stops the search.
-            if "nothing to resume" not in str(exc):
-                raise
+            return index, {target.name: cli.load_resume(_target_args(args, target, None))}
+        except resume.NothingToResume as exc:
+            # This target is done (or never ran): look further. Any other reason (a failed cell without an
+            # id) is this target's and stops the search.
             reasons.append(str(exc))
     raise RunbookError("\n".join(reasons))
 
@@ -229,13 +233,12 @@ def _dry_run(book: Runbook, targets: Sequence[Target], plans: Sequence[Plan], as
 # -- the rollout -----------------------------------------------------------------------------------------
 
 
-class _Stop:
-    """A signal that arrived while no target was running: finish what is being written, start nothing."""
-
-    signum = 0
-
-    def __call__(self, signum: int, _frame: FrameType | None) -> None:
-        self.signum = signum
+def _say(text: str) -> None:
+    """One line of the rollout's own on stdout; a terminal or reader that went away is not an error."""
+    try:
+        print(text, flush=True)
+    except (OSError, ValueError):
+        silence(sys.stdout)
 
 
 def _roll(
@@ -243,34 +246,27 @@ def _roll(
     args: argparse.Namespace,
     starts: dict[str, resume.Saved],
     label: bool,
-) -> tuple[list[Outcome], int]:
-    """Run the targets in order; return their outcomes and the signal that stopped the rollout between two
-    targets (0: none)."""
-    stop = _Stop()
-    # During a target the single-run handlers take over (and put these back when the target ends).
-    previous = {sig: signal.signal(sig, stop) for sig in _SIGNALS}
+    signals: cli.Signals,
+) -> list[Outcome]:
+    """Run the targets in order; return their outcomes."""
     width = max(len(t.name) for t, _, _ in work)
     outcomes: list[Outcome] = []
     halted: str | None = None
-    try:
-        for n, (target, plan, engine) in enumerate(work, 1):
-            if halted is None and stop.signum:
-                halted = f"signal {signal.Signals(stop.signum).name}"
-            if halted is not None:
-                outcomes.append(Outcome(target, NOT_RUN, message=halted))
-                continue
-            print(f"== target {target.name} ({target.engine}, engine host {engine.host}) [{n}/{len(work)}]", flush=True)
-            with _pointed_at(target), prefixed(f"{target.name:<{width}} | " if label else None):
-                outcome = _run_target(target, engine, plan, args, starts.get(target.name))
-            outcomes.append(outcome)
-            if outcome.status == INTERRUPTED:
-                halted = f"target {target.name} was interrupted"
-            elif outcome.status != PASSED and not args.keep_going:
-                halted = f"target {target.name} {outcome.status}"
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    return outcomes, stop.signum
+    for n, (target, plan, engine) in enumerate(work, 1):
+        if halted is None and signals.late is not None:
+            halted = f"stopped by a signal (exit {signals.late})"
+        if halted is not None:
+            outcomes.append(Outcome(target, NOT_RUN, message=halted))
+            continue
+        _say(f"== target {target.name} ({target.engine}, engine host {engine.host}) [{n}/{len(work)}]")
+        with _pointed_at(target), prefixed(f"{target.name:<{width}} | " if label else None):
+            outcome = _run_target(target, engine, plan, args, starts.get(target.name), signals)
+        outcomes.append(outcome)
+        if outcome.status == INTERRUPTED:
+            halted = f"target {target.name} was interrupted"
+        elif outcome.status != PASSED and not args.keep_going:
+            halted = f"target {target.name} {outcome.status}"
+    return outcomes
 
 
 @contextlib.contextmanager
@@ -287,56 +283,43 @@ def _pointed_at(target: Target) -> Iterator[None]:
 
 
 def _run_target(
-    target: Target, engine: Engine, plan: Plan, args: argparse.Namespace, saved: resume.Saved | None
+    target: Target,
+    engine: Engine,
+    plan: Plan,
+    args: argparse.Namespace,
+    saved: resume.Saved | None,
+    signals: cli.Signals,
 ) -> Outcome:
-    """One target: run, reports, release record, rescan, exactly as a single run does them."""
-    folder = artifacts_io.run_dir()
-    folder = folder.rename(folder.with_name(f"{folder.name}-{target.name}"))
+    """One target: the single run's own step (outputs, aborted runs, cells, reports, release record,
+    rescan) with this target's plan, resume state and run folder."""
     ns = _target_args(args, target, saved)
-    ns.transcript, ns.report, ns.junit = (str(folder / f) for f in ("transcript.log", "report.json", "junit.xml"))
-    redactor = Redactor(plan.secrets)
+    ns.engine_host = engine.host
     t0 = time.monotonic()
     try:
-        report, artifacts = cli.run_plan(plan, redactor, ns, saved)
+        ran = cli.run_one(plan, ns, saved, signals)
     except RunbookError as exc:
-        print(str(exc), file=sys.stderr)
-        return Outcome(target, ERROR, 2, time.monotonic() - t0, engine.host, str(folder), message=str(exc))
-    report = replace(report, target=target.name, engine_host=engine.host)
-    cli.write_reports(report, artifacts)
-    record = None
-    try:
-        text = cli.append_release_log(plan, report, redactor)
-        record = text.split("\n", 1)[0] if text else None
-    except RunbookError as exc:
-        print(f"runbook-exec: release record not written: {exc}", file=sys.stderr)
-        report = replace(report, exit_code=report.exit_code or 1)
-    leaks = cli.rescan(redactor, artifacts)
-    for line in leaks:
-        print(f"runbook-exec: secret leak caught by the final rescan: {line}", file=sys.stderr)
-    print(f"report: {artifacts['report']}  transcript: {artifacts['transcript']}", file=sys.stderr)
-    code = 1 if leaks and report.exit_code == 0 else report.exit_code
-    status = INTERRUPTED if report.status == INTERRUPTED else PASSED if code == 0 else "failed"
-    return Outcome(target, status, code, time.monotonic() - t0, engine.host, str(folder), _run_id(record))
-
-
-def _run_id(begin_line: str | None) -> str | None:
-    if not begin_line:
-        return None
-    head, _, tail = BEGIN.partition("{run_id}")
-    return begin_line.removeprefix(head).removesuffix(tail) or None
+        tell(str(exc))
+        return Outcome(target, ERROR, 2, time.monotonic() - t0, engine.host, message=str(exc))
+    if ran.report.status == INTERRUPTED:
+        status = INTERRUPTED
+    elif ran.code == 0 or (ran.report.status == PASSED and ran.code == ran.signalled):
+        status = PASSED  # a signal that came once the cells had passed stops the rollout, not this target
+    else:
+        status = "failed"
+    return Outcome(target, status, ran.code, time.monotonic() - t0, engine.host, str(ran.run_dir), ran.record)
 
 
 # -- the end ---------------------------------------------------------------------------------------------
 
 
 def _finish(
-    book: Runbook, selection: Sequence[str], outcomes: list[Outcome], signum: int, args: argparse.Namespace
+    book: Runbook, selection: Sequence[str], outcomes: list[Outcome], late: int | None, args: argparse.Namespace
 ) -> int:
     """Exit status, the summary table, and the rollout's --report / --junit files."""
     signalled = [o.exit_code for o in outcomes if o.status == INTERRUPTED and o.exit_code]
-    if signum and not signalled:
+    if late is not None and not signalled:
         # Stopped between two targets: the status a single run stopped by that signal would have.
-        signalled = [128 + signum]
+        signalled = [late]
     if signalled:
         code = signalled[0]
     elif any(o.status == "failed" for o in outcomes):
@@ -359,7 +342,7 @@ def _finish(
         _write(Path(args.report), (json.dumps(summary, ensure_ascii=False, indent=2) + "\n").encode(), "--report")
     if args.junit:
         _write(Path(args.junit), _junit(book, outcomes), "--junit")
-    print(_table(outcomes, summary))
+    _say(_table(outcomes, summary))
     return code
 
 
@@ -367,7 +350,7 @@ def _write(path: Path, data: bytes, option: str) -> None:
     try:
         artifacts_io.atomic_write(path, data)
     except OSError as exc:
-        print(f"runbook-exec: {path}: cannot write {option}: {exc.strerror}", file=sys.stderr)
+        tell(f"runbook-exec: {path}: cannot write {option}: {exc.strerror}")
 
 
 def _table(outcomes: Sequence[Outcome], summary: dict[str, Any]) -> str:

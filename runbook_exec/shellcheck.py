@@ -61,8 +61,8 @@ def find_shellcheck() -> str | None:
 
 
 def shell_cells(book: Runbook) -> list[Cell]:
-    """Cells ShellCheck reads: every bash/sh/shell fence, executable or not."""
-    return [c for c in book.cells if c.lang in RUNNABLE_LANGUAGES]
+    """Cells ShellCheck reads: every bash/sh/shell fence, executable or not (Runme mode: every session cell)."""
+    return [c for c in book.cells if c.lang in RUNNABLE_LANGUAGES or (book.runme and c.route.kind == "session")]
 
 
 def _script(name: str, cells: Iterable[tuple[Runbook, Cell]], header: str = "") -> Script:
@@ -70,7 +70,8 @@ def _script(name: str, cells: Iterable[tuple[Runbook, Cell]], header: str = "") 
     parts = [header]
     pieces = []
     for book, cell in cells:
-        text = cell.source if cell.source.endswith("\n") or not cell.source else cell.source + "\n"
+        # What runs: in Runme mode without the reader's "$ " prompts (columns are mapped back past them).
+        text = cell.text if cell.text.endswith("\n") or not cell.text else cell.text + "\n"
         count = text.count("\n")
         pieces.append(Piece(book, cell, lines + 1, count))
         parts.append(text)
@@ -157,7 +158,7 @@ def _map(comment: dict[str, object], scripts: dict[str, Script]) -> Finding | No
             return None
         piece = script.pieces[-1]
         line = piece.first + piece.count
-    source = piece.cell.source.split("\n")
+    source = piece.cell.text.split("\n")
     md_line, md_col = cell_position(
         piece.book.text.split("\n"), piece.cell.line, source, line - piece.first, column - 1
     )

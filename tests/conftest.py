@@ -52,3 +52,21 @@ def run_cli(args: Sequence[str], cwd: Path, env: dict[str, str] | None = None, t
 @pytest.fixture
 def cli() -> object:
     return run_cli
+
+
+def start_until(args: Sequence[str], cwd: Path, text: bytes) -> tuple[subprocess.Popen[bytes], bytes]:
+    """Start the real CLI without a terminal and read its output until ``text`` shows (the cell is running)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runbook_exec.cli", *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    )
+    assert proc.stdout is not None
+    seen = b""
+    while text not in seen:
+        chunk = proc.stdout.read1(4096)
+        assert chunk, seen
+        seen += chunk
+    return proc, seen

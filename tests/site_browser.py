@@ -150,7 +150,7 @@ class Browser:
 
     # -- page ------------------------------------------------------------------------------------------
 
-    def open_page(self, width: int = 1280, height: int = 900) -> None:
+    def open_page(self, width: int = 1280, height: int = 900, mobile: bool = False) -> None:
         target = self.send("Target.createTarget", {"url": "about:blank"}, session="")["targetId"]
         self.session = self.send("Target.attachToTarget", {"targetId": target, "flatten": True}, session="")[
             "sessionId"
@@ -159,10 +159,18 @@ class Browser:
         self.send("Page.enable")
         self.send("Runtime.enable")
         self.send("Target.setAutoAttach", {"autoAttach": True, "waitForDebuggerOnStart": True, "flatten": True})
+        self.viewport(width, height, mobile)
+
+    def viewport(self, width: int, height: int, mobile: bool = False) -> None:
+        """Emulate a screen of ``width`` x ``height`` CSS pixels (a phone when ``mobile``)."""
         self.send(
             "Emulation.setDeviceMetricsOverride",
-            {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
+            {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": mobile},
         )
+
+    def prefer_color_scheme(self, scheme: str) -> None:
+        """Emulate the system's ``prefers-color-scheme`` (``light`` or ``dark``)."""
+        self.send("Emulation.setEmulatedMedia", {"features": [{"name": "prefers-color-scheme", "value": scheme}]})
 
     def navigate(self, url: str, timeout: float = 30) -> None:
         self._drain()

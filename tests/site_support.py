@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
+
+from runbook_exec import document, release_log
+from runbook_exec.document import Cell, Runbook
+from runbook_exec.report import write_json
+from runbook_exec.results import FAILED, PASSED, SKIPPED, TIMED_OUT, CellResult, RunReport, source_sha256
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).parent / "fixtures" / "site"
@@ -36,6 +45,16 @@ def site_tree(dest: Path, runbook: Path | None = None, docs: bool = True) -> Pat
         shutil.copy(template, dest / "ops" / "release.log.template")
     shutil.copy(source, dest / RUNBOOK)
     return dest
+
+
+def set_reports(dest: Path, patterns: Sequence[str]) -> None:
+    """Point the ``runbook`` plugin of ``dest/mkdocs.yml`` at ``patterns`` (its ``reports`` option)."""
+    config = dest / "mkdocs.yml"
+    text = config.read_text(encoding="utf-8")
+    block = "      reports:\n" + "".join(f"        - {json.dumps(p)}\n" for p in patterns)
+    new, n = re.subn(r"      reports:\n(?:        - .*\n)+", lambda _: block, text)
+    assert n == 1, "mkdocs.yml: no reports: block under the runbook plugin"
+    config.write_text(new, encoding="utf-8")
 
 
 def minimal_config(dest: Path, extra_nav: str = "") -> None:
@@ -80,13 +99,14 @@ def offline_env() -> dict[str, str]:
     return env
 
 
-def build(root: Path, site: Path | None = None, strict: bool = True) -> Built:
-    """``mkdocs build [--strict]`` in ``root`` (the directory of mkdocs.yml), offline."""
+def build(root: Path, site: Path | None = None, strict: bool = True, env: dict[str, str] | None = None) -> Built:
+    """``mkdocs build [--strict]`` in ``root`` (the directory of mkdocs.yml), offline, with ``env`` added."""
     site = site or root / "site"
     cmd = [*offline_prefix(), sys.executable, "-m", "mkdocs", "build", "-d", str(site)]
     if strict:
         cmd.append("--strict")
-    proc = subprocess.run(cmd, cwd=root, env=offline_env(), capture_output=True, text=True, timeout=300, check=False)
+    environ = {**offline_env(), **(env or {})}
+    proc = subprocess.run(cmd, cwd=root, env=environ, capture_output=True, text=True, timeout=300, check=False)
     return Built(proc.returncode, proc.stdout + proc.stderr, site)
 
 
@@ -158,3 +178,96 @@ def article(html: str) -> Node:
     found = [n for n in root.find_all("article") if "md-content__inner" in n.classes()]
     assert found, "no <article class=md-content__inner> in the page"
     return found[0]
+
+
+# -- evidence for the real runbook, for the browser test and its screenshots ---------------------------
+
+
+def write_real_evidence(root: Path) -> None:
+    """Run reports and release records for ``root/ops/deploy.md`` written by the runner's own serializers
+    (``report.write_json``, ``release_log.render`` / ``append``), so the browser sees every card state without
+    a Docker rehearsal: the rehearsal passed (failure cells skipped), a preflight failed printing markup,
+    ``env-chmod`` ran an older source (changed since), an incident cell timed out; the rest is unverified."""
+    # Parsed under its repository path, as the runner names it when started from the repository root.
+    book = document.parse_text((root / RUNBOOK).read_text(encoding="utf-8"), RUNBOOK)
+    start = datetime(2026, 1, 14, 1, 2, 3, tzinfo=UTC)
+    later = start + timedelta(hours=5)
+    markup = ('<script>alert("x")</script>', "<img src=x onerror=alert(1)>", "[link](https://example.invalid/)")
+    missing = "error: .env.prod is missing keys listed in .env.sample: JWT_SECRET_KEY"
+
+    def section(sid: str) -> list[Cell]:
+        return [c for c in book.executable_cells() if sid in c.sections]
+
+    rehearsal = [_result(c, SKIPPED if c.options.when == "failure" else PASSED, start) for c in section("rehearsal")]
+    preflight = [
+        _result(c, FAILED, later, first_error=f"{missing} {markup[0]}", tail=(*markup, missing))
+        if c.id == "preflight-check"
+        else _result(c, SKIPPED, later)
+        for c in section("preflight")
+    ]
+    chmod = [
+        _result(c, PASSED, later, source="chmod 644 .env.prod\n")
+        for c in book.executable_cells()
+        if c.id == "env-chmod"
+    ]
+    incident = [_result(c, TIMED_OUT if c.id == "incident-proxy" else PASSED, later) for c in section("incident")]
+    runs = [
+        ("rehearsal", _run(book, start, "section:rehearsal", rehearsal, "2026.01.14")),
+        ("preflight", _run(book, later, "section:preflight", preflight, "2026.01.15")),
+        ("env-chmod", _run(book, later + timedelta(minutes=3), "cell:env-chmod", chmod, "2026.01.15")),
+        ("incident", _run(book, later + timedelta(minutes=9), "section:incident", incident, "2026.01.15")),
+    ]
+    template = root / "ops" / "release.log.template"
+    for name, run in runs:
+        folder = root / ".runbook" / "runs" / f"{run.started_at:%Y%m%dT%H%M%S}.000000Z-{name}"
+        folder.mkdir(parents=True, exist_ok=True)
+        write_json(replace(run, run_dir=str(folder.relative_to(root))), folder / "report.json")
+        if name in ("rehearsal", "preflight"):
+            release_log.append(root / "ops" / "release.log", release_log.render(template, run, book))
+
+
+_SECONDS = {"compose-up": 96.4, "wait-healthy": 31.0, "rehearsal-preflight": 4.2, "incident-proxy": 60.0}
+
+
+def _result(
+    cell: Cell,
+    status: str,
+    at: datetime,
+    *,
+    first_error: str | None = None,
+    tail: tuple[str, ...] = (),
+    source: str | None = None,
+) -> CellResult:
+    ran = status != SKIPPED
+    return CellResult(
+        id=cell.id,
+        label=cell.label,
+        section=cell.section,
+        line=cell.line,
+        when=cell.options.when,
+        status=status,
+        exit_code=(0 if status == PASSED else 1) if ran and status != TIMED_OUT else None,
+        attempts=1 if ran else 0,
+        duration_s=_SECONDS.get(cell.label, 0.8) if ran else 0.0,
+        started_at=at if ran else None,
+        first_error=first_error,
+        tail=tail,
+        source_sha256=source_sha256(cell.source if source is None else source),
+    )
+
+
+def _run(book: Runbook, start: datetime, selection: str, cells: list[CellResult], tag: str) -> RunReport:
+    bad = any(c.status in (FAILED, TIMED_OUT) for c in cells)
+    return RunReport(
+        runbook=RUNBOOK,
+        runbook_sha256=book.sha256,
+        status=FAILED if bad else PASSED,
+        started_at=start,
+        finished_at=start + timedelta(seconds=sum(c.duration_s for c in cells) + 2.0),
+        selection=(selection,),
+        cells=tuple(cells),
+        variables={"TAG": tag, "TAG_PREV": "2026.01.10"},
+        operator="deploy",
+        host="app-01",
+        exit_code=1 if bad else 0,
+    )

@@ -1,6 +1,6 @@
 """ops/deploy.md end to end: the real CLI drives the real runbook on a real Docker Engine.
 
-One stack shared by five steps, in order (module-scoped fixture):
+One stack shared by six steps, in order (module-scoped fixture):
 
 1. ``init-env``, then ``--section rehearsal`` with TAG A: three healthy services, smoke through nginx, the
    authenticated call, a passed release record for A.
@@ -9,6 +9,7 @@ One stack shared by five steps, in order (module-scoped fixture):
 4. Failure drill (``SAMPLE_FAIL_ON_START=1``, TAG C): the deploy fails, the ``when=failure`` cells collect
    ``ps`` and ``logs --tail=200``, a failed record with the Minimum Failure Record, exit status 1.
 5. No generated secret value, in any printed form, in any artifact or captured output.
+6. The site built from the passed rehearsals' reports and the release.log shows that evidence.
 
 The stack is torn down (``down -v``, its images and volumes removed) even when a step fails. Each step's
 wall time is printed and recorded as a JUnit property. Engine rules as in test_e2e_stack.py: skipped with a
@@ -36,6 +37,7 @@ from runbook_exec.envfile import parse_env_file
 from runbook_exec.masking import Redactor, Secret
 
 from compose_env import COMPOSE_FILE, ROOT, clean_environ, compose_command, generated_env, sample_keys, write_env_file
+from site_evidence import check_rehearsal_site
 
 pytestmark = pytest.mark.e2e
 
@@ -385,3 +387,16 @@ def test_5_no_secret_value_in_any_artifact(r: Rehearsal) -> None:
         assert b"secret leak caught by the final rescan" not in run.stderr, run.output()
     assert not leaks, leaks
     assert scanned >= 20
+
+
+def test_6_site_publishes_the_rehearsal(r: Rehearsal, tmp_path: Path) -> None:
+    """The site built from the passed rehearsals' reports and this release.log, as CI publishes it after the
+    rehearsal: rehearsal cells passed (``when=failure`` skipped), every other exec cell unverified, every
+    record on the history page, no secret in any page."""
+    reports = [
+        run.folder / "report.json"
+        for run in r.runs
+        if run.folder is not None and run.folder.name.startswith("rehearsal-") and run.returncode == 0
+    ]
+    assert reports, "no passed rehearsal to publish (step 1 failed?)"
+    check_rehearsal_site(tmp_path, reports, r.release_log, parse_env_file(r.env_file))

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+import pytest
 
 from runbook_exec.console import Console
 from runbook_exec.document import parse_text
@@ -47,9 +50,11 @@ class FakeShell:
     exports: str = ""
     cwd: str = "/"
     on_wait: Callable[[], None] | None = None
+    ttys: list[bool] = field(default_factory=list)  # stdin_tty of each start, in order
 
-    def start(self, source: str, **_: object) -> Started:
+    def start(self, source: str, *, stdin_tty: bool = False, **_: object) -> Started:
         self.events.append(f"start {source.strip()}")
+        self.ttys.append(stdin_tty)
         return Started(nonce=source, at=0.0)
 
     def wait(self, started: Started, output: Callable[[bytes], None], *, timeout: float | None = None) -> ShellResult:
@@ -148,3 +153,66 @@ def test_interrupt_stops_normal_cells_and_exits_130() -> None:
     statuses = {c.label: c.status for c in report.cells}
     assert report.exit_code == 130 and report.status == "interrupted"
     assert statuses["flaky"] == "skipped" and statuses["logs"] == "passed" and statuses["always"] == "passed"
+
+
+def test_a_shell_that_cannot_be_started_again_fails_the_cells_with_one_line() -> None:
+    from runbook_exec.shell import ShellError
+
+    book = parse_text(RUNBOOK, "t.md")
+    plan = build(book, Selection(), Options(assume_yes=True, environ={}))
+    shell = FakeShell({"echo one": [1]})
+
+    def broken(started: Started, output: Callable[[bytes], None], *, timeout: float | None = None) -> ShellResult:
+        if started.nonce.strip() != "echo one":
+            raise ShellError("bash did not start in 10 s")
+        return ShellResult(exit_code=1)
+
+    shell.wait = broken  # type: ignore[method-assign]
+    out = io.BytesIO()
+    report = Executor(plan, shell, Redactor(), Console(out, color=False)).run()
+    statuses = {c.label: c.status for c in report.cells}
+    assert statuses["logs"] == "failed" and statuses["always"] == "failed"
+    assert out.getvalue().count(b"note: the shell session is gone: bash did not start in 10 s") == 2
+    assert report.exit_code == 1
+
+
+RUNME = """---
+runme: {id: 01J9Z3K8Q4W2E6R7T8Y9U0EXEC, version: v3}
+---
+
+```sh { name=asks }
+$ read -r answer
+```
+
+```sh { name=quiet interactive=false }
+echo quiet
+```
+
+```python { name=py }
+print("py")
+```
+
+```sh { name=bg background=true }
+sleep 1
+```
+"""
+
+
+@pytest.mark.parametrize("terminal", [True, False])
+def test_interactive_runme_cells_get_the_terminal(terminal: bool) -> None:
+    book = parse_text(RUNME, "t.md")
+    plan = build(book, Selection(), Options(interactive=terminal, environ={"PATH": os.defpath + ":/usr/bin"}))
+    shell = FakeShell({})
+    Executor(plan, shell, Redactor(), Console(io.BytesIO(), color=False)).run()
+    # Interactive (Runme's default) cells read the session's terminal; interactive=false and background do not.
+    assert shell.ttys == [True, False, True, False]
+    assert shell.events[0] == "start read -r answer"  # the reader's "$ " prompt is not run
+
+
+def test_exec_cells_get_the_terminal_only_when_asked_and_an_operator_is_there() -> None:
+    text = "```bash {#a .exec interactive=true}\nread x\n```\n\n```bash {#b .exec}\necho b\n```\n"
+    for terminal, expected in ((True, [True, False]), (False, [False, False])):
+        plan = build(parse_text(text, "t.md"), Selection(), Options(interactive=terminal, environ={}))
+        shell = FakeShell({})
+        Executor(plan, shell, Redactor(), Console(io.BytesIO(), color=False)).run()
+        assert shell.ttys == expected

@@ -18,18 +18,19 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
 
+import pexpect
 import pytest
 
 from runbook_exec import lock, release_log
 from runbook_exec.prefix import LinePrefixer
 
-from conftest import FIXTURES, Completed, run_cli
+from conftest import FIXTURES, ROOT, Completed, run_cli
 
 TARGETS = FIXTURES / "targets"
 ENV_FILES = ("a", "b", "default", "other")
@@ -190,11 +191,13 @@ def test_resume_resumes_the_failed_target_then_goes_on(work: Work) -> None:
     assert again.stderr.count("nothing to resume") == 3, again.stderr
 
 
-def test_interrupt_stops_the_current_target_and_starts_no_further(work: Work) -> None:
-    work.switch("slow-b")
-    rollout = ("--target", "a", "--target", "b", "--target", "c")
+ROLLOUT = ("--var", "TAG=t1", "--target", "a", "--target", "b", "--target", "c")
+
+
+def _start_until(work: Work, args: Sequence[str], text: bytes) -> tuple[subprocess.Popen[bytes], bytes]:
+    """Start the real CLI without a terminal; read its stdout until ``text`` shows (the cell is running)."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "runbook_exec.cli", "rollout.md", "--var", "TAG=t1", *rollout],
+        [sys.executable, "-m", "runbook_exec.cli", "rollout.md", *args],
         cwd=work.dir,
         env={**os.environ, **work.env},
         stdin=subprocess.DEVNULL,
@@ -204,9 +207,15 @@ def test_interrupt_stops_the_current_target_and_starts_no_further(work: Work) ->
     assert proc.stdout is not None
     seen = b""
     deadline = time.monotonic() + 60
-    while b"waiting on b ..." not in seen and time.monotonic() < deadline:
+    while text not in seen and time.monotonic() < deadline:
         seen += proc.stdout.readline()
-    assert b"waiting on b ..." in seen, seen
+    assert text in seen, seen
+    return proc, seen
+
+
+def test_interrupt_stops_the_current_target_and_starts_no_further(work: Work) -> None:
+    work.switch("slow-b")
+    proc, seen = _start_until(work, ROLLOUT, b"waiting on b ...")
     t0 = time.monotonic()
     proc.send_signal(signal.SIGINT)
     rest, err = proc.communicate(timeout=60)
@@ -215,6 +224,99 @@ def test_interrupt_stops_the_current_target_and_starts_no_further(work: Work) ->
     assert time.monotonic() - t0 < 25, "the sleeping cell was not interrupted"
     assert "== target c" not in out and out.rstrip().endswith("not run: c")
     assert [(r.target, r.status) for r in work.records()] == [("a", "passed"), ("b", "interrupted")]
+
+
+def test_a_hang_up_during_a_target_leaves_its_record_and_starts_no_further(work: Work) -> None:
+    """The terminal goes away (SSH dropped) while b runs: b is stopped as a single run is (exit 129, its
+    record written), c never starts, and the rollout's own summary is still written."""
+    work.switch("slow-b")
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "runbook_exec.cli", "rollout.md", *ROLLOUT, "--report", "out/rollout.json"],
+        cwd=str(work.dir),
+        env={**os.environ, **work.env, "PYTHONPATH": str(ROOT)},
+        timeout=60,
+    )
+    child.expect_exact("waiting on b ...")
+    t0 = time.monotonic()
+    os.close(child.child_fd)  # the kernel sends SIGHUP; later writes to the terminal fail with EIO
+    child.closed = True
+    code = _wait(child.pid)
+    assert code == 129
+    assert time.monotonic() - t0 < 25, "the sleeping cell was not stopped"
+    a, b = work.records()
+    assert (a.target, a.status) == ("a", "passed")
+    assert (b.target, b.status, b.meta["exit_code"], b.meta["failed_step"]) == ("b", "interrupted", 129, "slow")
+    summary = json.loads((work.dir / "out" / "rollout.json").read_text(encoding="utf-8"))
+    assert (summary["status"], summary["exit_code"], summary["not_run"]) == ("interrupted", 129, ["c"])
+    folders = sorted((work.dir / ".runbook" / "runs").iterdir())
+    assert [f.name.rsplit("-", 1)[-1] for f in folders] == ["a", "b"]
+    report = json.loads((folders[1] / "report.json").read_text(encoding="utf-8"))
+    assert (report["interrupted"], report["exit_code"], report["target"]) == (True, 129, "b")
+
+
+def _wait(pid: int, seconds: float = 60) -> int:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    raise AssertionError("the runner did not finish")
+
+
+def test_a_killed_rollout_is_recorded_and_resumed_per_target(work: Work) -> None:
+    """kill -9 while b runs: runs against other targets (or none) leave b's unfinished run alone; the next
+    rollout naming b records it as aborted (target b) and --resume continues b at the cell that was running."""
+    work.switch("slow-b")
+    proc, _ = _start_until(work, ROLLOUT, b"waiting on b ...")
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=30)
+    untargeted = work.run("--var", "TAG=t1", "--cell", "where")
+    assert untargeted.returncode == 0, untargeted.stdout + untargeted.stderr
+    other = work.run("--var", "TAG=t1", "--target", "a")
+    assert other.returncode == 0, other.stdout + other.stderr
+    assert "aborted" not in untargeted.stderr + other.stderr
+    assert [(r.target, r.status) for r in work.records()] == [("a", "passed"), (None, "passed"), ("a", "passed")]
+
+    work.switch("slow-b", on=False)
+    resumed = work.run(*ROLLOUT, "--resume")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "an earlier run against target b (started" in resumed.stderr
+    assert "stopped while cell slow was running; recorded as aborted" in resumed.stderr
+    assert "resuming at slow in" in resumed.stdout and "== target a" not in resumed.stdout
+    records = work.records()
+    assert [(r.target, r.status) for r in records[3:]] == [("b", "aborted"), ("b", "passed"), ("c", "passed")]
+    aborted = records[3]
+    assert (aborted.meta["failed_step"], aborted.meta["engine_host"], aborted.meta["exit_code"]) == (
+        "slow",
+        "engine-b",
+        None,
+    )
+    assert "target: b (engine host engine-b)" in aborted.body
+    _no_secret(work, resumed.stdout, resumed.stderr)
+
+
+def test_the_target_and_its_engine_are_the_runners_own_fields(work: Work) -> None:
+    """An env file value equal to the target's name (and so to part of its engine's name) is masked in what
+    the cells print, but neither masks the record's, report's and JUnit suite's target nor counts as a leak."""
+    (work.dir / "default.env").write_text(
+        f"APP_SECRET={work.secrets['default']}\nSITE_NAME=ctx-common\n", encoding="utf-8"
+    )
+    done = work.run("--var", "TAG=t1", "--target", "ctx-common")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "secret leak" not in done.stderr
+    assert "on=*** engine=engine-*** " in done.stdout
+    [folder] = (work.dir / ".runbook" / "runs").iterdir()
+    assert folder.name.endswith("-ctx-common")
+    report = json.loads((folder / "report.json").read_text(encoding="utf-8"))
+    assert (report["target"], report["engine_host"]) == ("ctx-common", "engine-ctx-common")
+    suite = ET.parse(folder / "junit.xml").getroot().find("testsuite")
+    assert suite is not None
+    assert (suite.get("name"), suite.get("hostname")) == ("rollout.md [ctx-common]", "engine-ctx-common")
+    [record] = work.records()
+    assert (record.target, record.meta["engine_host"], record.status) == ("ctx-common", "engine-ctx-common", "passed")
 
 
 def test_lock_is_per_runbook_and_target(work: Work, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -263,6 +365,42 @@ def test_report_and_junit_summarize_the_rollout(work: Work) -> None:
     suites = ET.parse(work.dir / "out" / "rollout.xml").getroot().findall("testsuite")
     assert [s.get("name") for s in suites] == ["rollout.md [a]", "rollout.md [b]", "rollout.md [c]"]
     assert suites[1].get("failures") == "1" and suites[2].get("skipped") == "1"
+
+
+PROMPTED = """---
+runme: {id: 01J9Z3K8Q4W2E6R7T8Y9U0TARG, version: v3}
+runbook:
+  targets:
+    a: {docker_host: "tcp://engine-a:2376"}
+    b: {docker_host: "tcp://engine-b:2376"}
+---
+
+```sh { name=placeholder }
+$ export DEPLOY_ENV="staging"
+$ echo "env=$DEPLOY_ENV on=$RUNBOOK_TARGET"
+```
+"""
+
+
+def test_runme_prompts_are_asked_once_before_any_target_runs(work: Work) -> None:
+    (work.dir / "README.md").write_text(PROMPTED, encoding="utf-8")
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "runbook_exec.cli", "README.md", "--no-release-log", "--target", "a", "--target", "b"],
+        cwd=str(work.dir),
+        env={**os.environ, **work.env, "PYTHONPATH": str(ROOT)},
+        timeout=60,
+        encoding="utf-8",
+    )
+    child.expect_exact("Set environment variable DEPLOY_ENV [staging]: ")
+    assert "== target" not in child.before
+    child.sendline("qa")
+    child.expect(pexpect.EOF)
+    child.close()
+    out = child.before
+    assert child.exitstatus == 0, out
+    assert "a | env=qa on=a" in out and "b | env=qa on=b" in out
+    assert "Set environment variable" not in out
 
 
 BAD = {

@@ -18,7 +18,7 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from conftest import FIXTURES, ROOT, run_cli
+from conftest import FIXTURES, ROOT, run_cli, start_until
 
 SAFETY = FIXTURES / "safety"
 
@@ -52,24 +52,6 @@ def _statuses(work: Path) -> dict[str, str]:
     cells = _report(work)["cells"]
     assert isinstance(cells, list)
     return {c["id"]: c["reason"] or c["status"] for c in cells}
-
-
-def _start_until(args: list[str], cwd: Path, text: bytes) -> tuple[subprocess.Popen[bytes], bytes]:
-    """Start the real CLI without a terminal and read its output until ``text`` shows (the cell is running)."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "runbook_exec.cli", *args],
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        env=dict(os.environ, PYTHONPATH=str(ROOT)),
-    )
-    assert proc.stdout is not None
-    seen = b""
-    while text not in seen:
-        chunk = proc.stdout.read1(4096)
-        assert chunk, seen
-        seen += chunk
-    return proc, seen
 
 
 ARTIFACTS = ["--report", "r.json", "--junit", "j.xml", "--transcript", "t.log", "--no-release-log"]
@@ -111,7 +93,7 @@ def test_danger_asks_on_a_tty_and_yes_runs(work: Path) -> None:
 
 def test_step_asks_before_every_cell(work: Path) -> None:
     child = _spawn(["danger.md", "--step", "--yes", *ARTIFACTS], work)
-    child.expect_exact("[Y]es / [s]kip / [q]uit")
+    child.expect_exact("[y]es / [s]kip / [q]uit")
     child.sendline("s")
     child.expect_exact("Run it? [y/N]")
     child.sendline("y")
@@ -161,7 +143,7 @@ def test_second_sigint_skips_failure_cells(work: Path) -> None:
 
 
 def test_sigterm_exits_143(work: Path) -> None:
-    proc, seen = _start_until(["interrupt.md", *ARTIFACTS], work, b"long cell started")
+    proc, seen = start_until(["interrupt.md", *ARTIFACTS], work, b"long cell started")
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=20)
     assert proc.returncode == 143
@@ -169,7 +151,7 @@ def test_sigterm_exits_143(work: Path) -> None:
 
 
 def test_second_run_is_refused_while_the_first_holds_the_lock(work: Path) -> None:
-    first, _ = _start_until(["lock.md", "--no-release-log"], work, b"holding")
+    first, _ = start_until(["lock.md", "--no-release-log"], work, b"holding")
     try:
         second = run_cli(["lock.md", "--no-release-log"], cwd=work)
         assert second.returncode == 2
@@ -276,19 +258,30 @@ def test_ctrl_c_at_a_danger_prompt_runs_nothing_more(work: Path) -> None:
     assert _statuses(work) == {"before": "passed", "down": "refused"}
 
 
-def test_resume_never_restores_a_masked_copy_of_a_secret(work: Path) -> None:
+def test_resume_restores_a_secret_derived_export_in_clear_from_a_private_state_file(work: Path) -> None:
     password = "pw-" + os.urandom(12).hex()
     (work / "db.env").write_text(f"DB_PASSWORD={password}\n")
     args = ["resume-derived.md", "--env-file", "db.env", *ARTIFACTS]
-    assert run_cli(args, cwd=work).returncode == 1
-    state = "".join(p.read_text() for p in (work / ".runbook" / "state").glob("*.jsonl"))
-    assert password not in state and "DSN" in state and "PLAIN" in state
+    first = run_cli(args, cwd=work)
+    assert first.returncode == 1
+    [state] = (work / ".runbook" / "state").glob("*.jsonl")
+    # The one file that holds values in clear: private, and left out of the final rescan.
+    assert state.stat().st_mode & 0o777 == 0o600
+    assert password in state.read_text() and "PLAIN" in state.read_text()
     (work / "gate.ok").write_text("")
     second = run_cli([*args, "--resume"], cwd=work)
     assert second.returncode == 0, second.stdout + second.stderr
-    assert "not restored (their values held secrets; set them again): DSN" in second.stdout
-    assert "plain=kept dsn=unset" in second.stdout
-    assert password not in second.stdout + second.stderr
+    assert "plain=kept dsn=postgres://app:***@db/app" in second.stdout
+    assert "dsn-restored=yes" in second.stdout
+    for text in (
+        first.stdout,
+        first.stderr,
+        second.stdout,
+        second.stderr,
+        *((work / name).read_text() for name in ("r.json", "j.xml", "t.log")),
+    ):
+        assert password not in text
+    assert not state.exists()  # the run passed: nothing to resume, no secret left behind
 
 
 def test_kill_9_of_the_runner_leaves_no_cell_process_behind(work: Path) -> None:
@@ -296,7 +289,7 @@ def test_kill_9_of_the_runner_leaves_no_cell_process_behind(work: Path) -> None:
     (work / "orphan.md").write_text(
         f"# O\n\n```bash {{#fg .exec}}\n(sleep {marker}) &\necho started\nsleep {marker}\n```\n"
     )
-    proc, _ = _start_until(["orphan.md", "--no-release-log"], work, b"started")
+    proc, _ = start_until(["orphan.md", "--no-release-log"], work, b"started")
     proc.kill()
     proc.wait()
     deadline = time.monotonic() + 10

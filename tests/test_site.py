@@ -19,7 +19,7 @@ from pathlib import Path
 import markdown
 import pytest
 
-from runbook_exec import document
+from runbook_exec import cards, document
 from runbook_exec.check_rules import check_structure
 from runbook_exec.document import Runbook
 
@@ -74,12 +74,36 @@ def test_pages_load_nothing_from_another_host(site: tuple[Built, Runbook]) -> No
     for page in built.site.rglob("*.html"):
         root = parse_html(page.read_text(encoding="utf-8"))
         for node in root.iter():
+            if node.tag == "link" and node.attrs.get("rel") == "canonical":
+                # The page's own address from site_url (for sitemap.xml and search engines); never fetched.
+                assert node.attrs["href"].startswith("http://127.0.0.1:8000/"), node.attrs
+                continue
             for attr in ("src", "href") if node.tag in ("script", "link", "img", "iframe") else ():
                 url = node.attrs.get(attr, "")
                 assert not re.match(r"^(https?:)?//", url), f"{page}: <{node.tag} {attr}={url}>"
         text = page.read_text(encoding="utf-8")
         assert "fonts.googleapis" not in text and "fonts.gstatic" not in text, page
         assert "squidfunk" not in text, f"{page}: generator link"
+
+
+def test_sitemap_lists_every_page_under_the_site_url(site: tuple[Built, Runbook], tmp_path: Path) -> None:
+    built, _ = site
+    pages = sorted(str(p.parent.relative_to(built.site)) for p in built.site.rglob("index.html"))
+    assert len(pages) > 2
+    sitemap = (built.site / "sitemap.xml").read_text(encoding="utf-8")
+    listed = re.findall(r"<loc>(.*?)</loc>", sitemap)
+    # The default is where `mkdocs serve` answers; RUNBOOK_SITE_URL sets the published address.
+    assert sorted(listed) == sorted("http://127.0.0.1:8000/" + ("" if p == "." else p + "/") for p in pages)
+    assert "http://127.0.0.1:8000/release-history/" in listed
+
+
+def test_site_url_comes_from_the_environment(tmp_path: Path) -> None:
+    root = site_tree(tmp_path, FIXTURES / "deploy.md")
+    built = build(root, env={"RUNBOOK_SITE_URL": "https://runbook.intranet.example/ops-site/"})
+    assert built.returncode == 0, built.output
+    sitemap = (built.site / "sitemap.xml").read_text(encoding="utf-8")
+    assert "<loc>https://runbook.intranet.example/ops-site/ops/deploy/</loc>" in sitemap
+    assert "127.0.0.1" not in sitemap
 
 
 def test_deploy_runbook_is_first_in_nav(site: tuple[Built, Runbook]) -> None:
@@ -96,19 +120,24 @@ def test_deploy_runbook_is_first_in_nav(site: tuple[Built, Runbook]) -> None:
 def test_every_exec_cell_has_card_anchor_and_run_command(site: tuple[Built, Runbook]) -> None:
     built, book = site
     page = _page(built)
-    cards = page.find_all("div", "runbook-cell")
+    found = page.find_all("div", "runbook-cell")
     cells = book.executable_cells()
     assert cells, "the runbook has no executable cells"
-    assert [c.attrs.get("data-runbook-cell") for c in cards] == [c.label for c in cells]
+    assert [c.attrs.get("data-runbook-cell") for c in found] == [c.label for c in cells]
     # The anchor is the card's header; no element inside a card has another id than Pygments' line anchors.
-    assert [c.find_all("div", "runbook-cell__head")[0].attrs.get("id") for c in cards] == [c.id for c in cells]
+    assert [c.find_all("div", "runbook-cell__head")[0].attrs.get("id") for c in found] == [c.id for c in cells]
     heading_ids = {n.attrs["id"] for n in page.iter() if re.fullmatch(r"h[1-6]", n.tag) and "id" in n.attrs}
-    for card, cell in zip(cards, cells, strict=True):
+    needs = cards.required_vars(book)
+    assert "TAG" in {v.name for v in needs}
+    for card, cell in zip(found, cells, strict=True):
         where = f"cell #{cell.id} (line {cell.line})"
         anchor = card.find_all("a", "runbook-cell__id")
         assert anchor and anchor[0].attrs["href"] == f"#{cell.id}", where
-        run = next(iter(card.find_all("div", "runbook-cell__run"))).find_all("code")
-        assert [c.text() for c in run] == [f"runbook-exec {RUNBOOK} --cell {cell.id}"], where
+        # The command runs as shown once the placeholders of the required variables are filled in.
+        assert cell.id
+        run = next(iter(card.find_all("div", "runbook-cell__run"))).find_all("pre")
+        command = f"runbook-exec {RUNBOOK} --cell {cell.id} " + " ".join(f"--var {v.name}=<{v.name}>" for v in needs)
+        assert [c.text() for c in run] == [command] == [cards.run_command(RUNBOOK, cell.id, needs)], where
         # The code block holds exactly the cell's source: Material's copy button copies that element.
         code = card.find_all("div", "highlight")[0].find_all("code")[0].text()
         assert code.rstrip("\n") == cell.source.rstrip("\n"), where
@@ -118,13 +147,14 @@ def test_every_exec_cell_has_card_anchor_and_run_command(site: tuple[Built, Runb
             assert cell.section in heading_ids, where
         assert ("runbook-cell--danger" in card.classes()) == cell.danger, where
         assert bool(card.find_all("span", "runbook-cell__badge--danger")) == cell.danger, where
-        chips = " | ".join(n.text() for n in card.find_all("span", "runbook-cell__opt"))
+        # Each chip shows a Korean label and, in its title, the option as written in the fence.
+        opts = card.find_all("span", "runbook-cell__opt")
+        titles = " | ".join(n.attrs.get("title", "") for n in opts)
         o = cell.options
-        if o.timeout is not None:
-            assert f"timeout {o.timeout:g}s" in chips, (where, chips)
-        assert ("timeout" in chips) == (o.timeout is not None), (where, chips)
-        assert (f"retries {o.retries}" in chips) == bool(o.retries), (where, chips)
-        assert (f"when {o.when}" in chips) == (o.when != "success"), (where, chips)
+        assert f"timeout={o.timeout:g} " in titles if o.timeout is not None else "timeout" not in titles, where
+        assert (f"retries={o.retries}" in titles) == bool(o.retries), (where, titles)
+        assert (f"when={o.when}" in titles) == (o.when != "success"), (where, titles)
+        assert all(re.search(r"[가-힣]", n.text()) for n in opts), (where, [n.text() for n in opts])
 
 
 def test_section_anchors_equal_the_runners_section_ids(site: tuple[Built, Runbook]) -> None:
@@ -173,11 +203,11 @@ def test_fixture_cards_show_options_and_korean_sections(fixture_site: tuple[Buil
     built, book = fixture_site
     page = _page(built)
     cards = {c.attrs["data-runbook-cell"]: c for c in page.find_all("div", "runbook-cell")}
-    assert "⚠ danger" in cards["rollback-up"].text()
-    assert "retries 5, interval 2s" in cards["wait-healthy"].text()
+    assert "⚠ 위험: 실행 전 확인" in cards["rollback-up"].text()
+    assert "재시도 5회 · 2초 간격" in cards["wait-healthy"].text()
     assert "healthy 대기" in cards["wait-healthy"].text()  # title= still works on a card
-    assert "when failure" in cards["collect-logs"].text()
-    assert "when always" in cards["always-ps"].text()
+    assert "실패했을 때만 실행" in cards["collect-logs"].text()
+    assert "항상 실행" in cards["always-ps"].text()
     assert "smoke-front" in cards  # a cell inside a list item
     ids = [s.id for s in book.sections]
     assert "63-healthcheck-확인" in ids and "확인_1" in ids
