@@ -27,10 +27,11 @@ from xml.etree import ElementTree as ET
 import pexpect
 import pytest
 
-from runbook_exec import lock, release_log
+from runbook_exec import document, lock, release_log, site_pages
 from runbook_exec.prefix import LinePrefixer
 
 from conftest import FIXTURES, ROOT, Completed, run_cli
+from site_support import parse_html
 
 TARGETS = FIXTURES / "targets"
 ENV_FILES = ("a", "b", "default", "other")
@@ -401,6 +402,29 @@ def test_runme_prompts_are_asked_once_before_any_target_runs(work: Work) -> None
     assert child.exitstatus == 0, out
     assert "a | env=qa on=a" in out and "b | env=qa on=b" in out
     assert "Set environment variable" not in out
+
+
+def test_the_release_history_page_shows_each_records_target_and_engine(work: Work) -> None:
+    work.switch("fail-b")
+    assert work.run(*ROLLOUT, "--keep-going").returncode == 1
+    assert work.run("--var", "TAG=t2", "--cell", "where").returncode == 0
+    history = site_pages.History(
+        runbook_path="rollout.md",
+        book=document.parse(str(work.dir / "rollout.md")),
+        log_path="release.log",
+        records=tuple(work.records()),
+        page_url="../rollout/",
+    )
+    shown = parse_html(site_pages.history_html([history])).find_all("article", "runbook-record")
+    # Newest first: the run without a target, then c, b, a.
+    assert [r.attrs.get("data-runbook-record-target") for r in shown] == [None, "c", "b", "a"]
+    untargeted, c, b, _ = shown
+    assert not untargeted.find_all("span", "runbook-record__target") and "대상" not in untargeted.text()
+    assert [n.text() for n in b.find_all("span", "runbook-record__target")] == ["대상 b"]
+    terms = [n.text() for n in b.iter() if n.tag in ("dt", "dd")]
+    assert terms[terms.index("대상") + 1] == "b · 엔진 호스트 engine-b"
+    assert "c · 엔진 호스트 engine-ctx-c" in c.text()
+    assert b.attrs["data-runbook-record-status"] == "failed"
 
 
 BAD = {
