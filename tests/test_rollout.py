@@ -30,7 +30,7 @@ import pytest
 from runbook_exec import document, lock, release_log, site_pages
 from runbook_exec.prefix import LinePrefixer
 
-from conftest import FIXTURES, ROOT, Completed, run_cli
+from conftest import FIXTURES, ROOT, Completed, run_cli, wait_exit
 from site_support import parse_html
 
 TARGETS = FIXTURES / "targets"
@@ -242,7 +242,7 @@ def test_a_hang_up_during_a_target_leaves_its_record_and_starts_no_further(work:
     t0 = time.monotonic()
     os.close(child.child_fd)  # the kernel sends SIGHUP; later writes to the terminal fail with EIO
     child.closed = True
-    code = _wait(child.pid)
+    code = wait_exit(child.pid, 60)
     assert code == 129
     assert time.monotonic() - t0 < 25, "the sleeping cell was not stopped"
     a, b = work.records()
@@ -254,17 +254,6 @@ def test_a_hang_up_during_a_target_leaves_its_record_and_starts_no_further(work:
     assert [f.name.rsplit("-", 1)[-1] for f in folders] == ["a", "b"]
     report = json.loads((folders[1] / "report.json").read_text(encoding="utf-8"))
     assert (report["interrupted"], report["exit_code"], report["target"]) == (True, 129, "b")
-
-
-def _wait(pid: int, seconds: float = 60) -> int:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return os.waitstatus_to_exitcode(status)
-        time.sleep(0.05)
-    os.kill(pid, signal.SIGKILL)
-    raise AssertionError("the runner did not finish")
 
 
 def test_a_killed_rollout_is_recorded_and_resumed_per_target(work: Work) -> None:
