@@ -13,7 +13,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -64,6 +64,17 @@ def _parser() -> argparse.ArgumentParser:
     inp.add_argument("--env-file", metavar="PATH", help="env file (overrides front matter env_file)")
     inp.add_argument("--var", action="append", default=[], metavar="NAME=VALUE", help="set a variable")
     inp.add_argument("--allow-short-secrets", action="store_true", help="run even if a secret cannot be masked")
+    fleet = p.add_argument_group("targets")
+    fleet.add_argument(
+        "--target",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="run against this target (runbook.targets or a Docker context); repeat in rollout order",
+    )
+    fleet.add_argument("--keep-going", action="store_true", help="with --target: run every target even after a failure")
+    # The one target of a per-target run and its engine's host name (set by runbook_exec.rollout).
+    p.set_defaults(target_name=None, engine_host=None)
     safety = p.add_argument_group("safety")
     safety.add_argument("--yes", action="store_true", help="run .danger cells without asking")
     safety.add_argument("--step", action="store_true", help="ask before every cell (run / skip / quit)")
@@ -112,6 +123,7 @@ def build_plan(book: Runbook, args: argparse.Namespace, *, tolerant: bool = Fals
         no_release_log=args.no_release_log or tolerant,
         assume_yes=args.yes or tolerant,
         interactive=_interactive(),
+        target=args.target_name,
     )
     if tolerant and not args.env_file and book.settings.env_file and not Path(book.settings.env_file).exists():
         # A dry run on a machine without the env file (a reviewer's laptop) still shows the plan.
@@ -210,7 +222,7 @@ def honor_dry_run(plan: Plan, redactor: Redactor, as_json: bool) -> int:
     return 0
 
 
-class _Signals:
+class Signals:
     """SIGINT, SIGTERM and SIGHUP for the whole run and its records.
 
     While cells run, a signal stops the running cell and lets the failure/always cells, the reports and
@@ -224,7 +236,7 @@ class _Signals:
         self.late: int | None = None
         self._previous: dict[int, Any] = {}
 
-    def __enter__(self) -> _Signals:
+    def __enter__(self) -> Signals:
         signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
         self._previous = {sig: signal.signal(sig, self._handle) for sig in signals}
         return self
@@ -264,7 +276,7 @@ def run_plan(
     args: argparse.Namespace,
     saved: resume.Saved | None,
     artifacts: dict[str, Path],
-    signals: _Signals,
+    signals: Signals,
 ) -> tuple[RunReport, list[str]]:
     """Run the cells; return the report and one line per artifact that could not be written fully."""
     # Started with stdout closed (``>&-``): Python has no sys.stdout; the run still goes on, unseen.
@@ -280,6 +292,8 @@ def run_plan(
         artifacts=artifacts,
         release_log=plan.release_log,
         release_template=plan.release_template,
+        target=args.target_name,
+        engine_host=args.engine_host,
     )
     try:
         transcript = Transcript(artifacts["transcript"])
@@ -343,12 +357,20 @@ def run_plan(
         problems.append(f"{artifacts['transcript']}: transcript incomplete: {transcript.error}")
     if recorder.error:
         problems.append(f"{artifacts['state']}: resume state incomplete (--resume may not work): {recorder.error}")
-    report = replace(report, run_dir=str(artifacts["dir"]), transcript=str(artifacts["transcript"]))
+    report = replace(
+        report,
+        run_dir=str(artifacts["dir"]),
+        transcript=str(artifacts["transcript"]),
+        target=args.target_name,
+        engine_host=args.engine_host,
+    )
     return report, problems
 
 
 def _selection_key(args: argparse.Namespace) -> tuple[str, ...]:
-    return Selection(sections=tuple(args.section), cells=tuple(args.cell), tags=_tags(args.tag)).describe()
+    key = Selection(sections=tuple(args.section), cells=tuple(args.cell), tags=_tags(args.tag)).describe()
+    # Each target keeps its own resume state.
+    return (*key, f"target:{args.target_name}") if args.target_name else key
 
 
 def _session_env(plan: Plan) -> dict[str, str]:
@@ -365,7 +387,10 @@ def _session_env(plan: Plan) -> dict[str, str]:
 
 def _artifact_paths(args: argparse.Namespace) -> dict[str, Path]:
     try:
-        folder = Path(args.transcript).parent if args.transcript and args.report and args.junit else run_dir()
+        if args.transcript and args.report and args.junit:
+            folder = Path(args.transcript).parent
+        else:
+            folder = run_dir(target=args.target_name)
     except OSError as exc:
         raise RunbookError(f".runbook/runs: cannot create the run folder: {exc.strerror}") from None
     return {
@@ -419,14 +444,15 @@ def _append_record(
     return rendered.text
 
 
-def record_aborted_runs(plan: Plan, redactor: Redactor) -> None:
-    """Record every earlier run of this runbook here whose runner died (``kill -9``, power loss).
+def record_aborted_runs(plan: Plan, redactor: Redactor, target: str | None = None) -> None:
+    """Record every earlier run of this runbook here (against ``target``; None: runs without one) whose
+    runner died (``kill -9``, power loss).
 
-    Called under the run lock, so no runner of these runs is alive. Each gets its reports (where none was
-    written) and its release record, status aborted, naming the cell that was running; its resume state
-    stays, so ``--resume`` continues from that cell.
+    Called under the run lock of the runbook and ``target``, so no runner of these runs is alive. Each gets
+    its reports (where none was written) and its release record, status aborted, naming the cell that was
+    running; its resume state stays, so ``--resume`` continues from that cell.
     """
-    for item in resume.unfinished(plan.runbook.path):
+    for item in resume.unfinished(plan.runbook.path, target):
         report = _masked(item.report, redactor)
         running = redactor.mask(item.running) if item.running is not None else None
         if running is not None and report.transcript:
@@ -440,7 +466,8 @@ def record_aborted_runs(plan: Plan, redactor: Redactor) -> None:
             if item.header.get(name) and not path.exists() and path.parent.is_dir():
                 with contextlib.suppress(OSError):
                     writer(report, path)
-        what = f"an earlier run (started {report.started_at:%Y-%m-%d %H:%M:%S} UTC by {report.operator})"
+        against = f" against target {target}" if target else ""
+        what = f"an earlier run{against} (started {report.started_at:%Y-%m-%d %H:%M:%S} UTC by {report.operator})"
         where = f" while cell {running} was running" if running else ""
         log = item.header.get("release_log")
         if log:
@@ -479,14 +506,18 @@ def _masked(report: RunReport, redactor: Redactor) -> RunReport:
     )
 
 
-def finish(plan: Plan, report: RunReport, redactor: Redactor, artifacts: dict[str, Path], problems: list[str]) -> int:
-    """Write the reports and the release record, rescan every artifact; return the exit status.
+def finish(
+    plan: Plan, report: RunReport, redactor: Redactor, artifacts: dict[str, Path], problems: list[str]
+) -> tuple[int, str | None]:
+    """Write the reports and the release record, rescan every artifact; return the exit status and the
+    release record's run id (None: no record was appended).
 
     Each artifact is written even when another one failed; a failure is one line, never a traceback.
     """
     problems = [*problems, *write_reports(report, artifacts)]
+    record = None
     try:
-        append_release_log(plan, report, redactor)
+        record = _record_id(append_release_log(plan, report, redactor))
     except RunbookError as exc:
         problems.append(f"release record not written: {exc}")
     try:
@@ -500,7 +531,63 @@ def finish(plan: Plan, report: RunReport, redactor: Redactor, artifacts: dict[st
     tell(f"report: {artifacts['report']}  transcript: {artifacts['transcript']}")
     code = report.exit_code if report.exit_code is not None else 1
     # The run happened: keep what was written, and do not report success when a record is missing.
-    return 1 if (leaks or problems) and code == 0 else code
+    return (1 if (leaks or problems) and code == 0 else code), record
+
+
+def _record_id(text: str | None) -> str | None:
+    """The run id in the first line of an appended record."""
+    if not text:
+        return None
+    head, _, tail = release_log.BEGIN.partition("{run_id}")
+    return text.split("\n", 1)[0].removeprefix(head).removesuffix(tail) or None
+
+
+@dataclass(frozen=True)
+class Ran:
+    """What one run came to, once its records are written."""
+
+    report: RunReport
+    code: int  # the exit status
+    record: str | None  # the release record's run id (None: none appended)
+    run_dir: Path
+    signalled: int | None  # 128 + the signal that came while the records were written (None: none)
+
+
+def run_one(plan: Plan, args: argparse.Namespace, saved: resume.Saved | None, signals: Signals | None = None) -> Ran:
+    """One run of a validated plan, from its outputs to its exit status: the same steps for a single run
+    and for each target of a rollout.
+
+    Call it holding the run lock of the runbook (and ``args.target_name``). Outputs are checked before any
+    cell runs, earlier runs whose runner died are recorded, then the cells run and the reports, release
+    record and final rescan follow, whatever stops the cells. ``signals`` is the rollout's, taken over for
+    all its targets at once; a single run takes signals over itself, once the run starts.
+    """
+    redactor = Redactor(plan.secrets)
+    artifacts = prepare_outputs(plan, args)
+    record_aborted_runs(plan, redactor, args.target_name)
+    # From here on a signal no longer just stops the runner: the run must leave its record.
+    with contextlib.nullcontext(signals) if signals is not None else Signals() as taken:
+        report, problems = run_plan(plan, redactor, args, saved, artifacts, taken)
+        code, record = finish(plan, report, redactor, artifacts, problems)
+    late = taken.late
+    return Ran(report, late if late is not None and code == 0 else code, record, artifacts["dir"], late)
+
+
+def ask_prompts(plans: Sequence[Plan], allow_short: bool) -> list[Plan]:
+    """The plans with Runme's placeholder prompts answered, asked before anything runs (once for a prompt
+    that several plans share)."""
+    prompts = list(dict.fromkeys(p for plan in plans for p in plan.prompts))
+    if not prompts:
+        return list(plans)
+    answers = _ask_placeholders(prompts)
+    return [answer(plan, answers, allow_short=allow_short) for plan in plans]
+
+
+def load_resume(args: argparse.Namespace) -> resume.Saved:
+    """Where ``--resume`` starts this run (``args.start`` is set to it); call it holding the run lock."""
+    saved = resume.load(args.file, _selection_key(args))
+    args.start = saved.failed_cell
+    return saved
 
 
 # -- interaction -----------------------------------------------------------------------------------------
@@ -567,6 +654,12 @@ def _run(argv: list[str]) -> int:
         module: Any = importlib.import_module(SUBCOMMANDS[argv[0]])
         return int(module.main(argv[1:]))
     args = _parser().parse_args(argv)
+    if args.target:
+        from runbook_exec import rollout  # noqa: PLC0415 - only a run with --target pays for it
+
+        return rollout.main(args)
+    if args.keep_going:
+        raise UsageError("runbook-exec: --keep-going needs --target (it decides whether a rollout goes on)")
     book = load_runbook(args)
     if args.list:
         return honor_list_request(book, args.json)
@@ -574,26 +667,14 @@ def _run(argv: list[str]) -> int:
         raise UsageError("runbook-exec: --resume and --from cannot be combined (--resume starts at the failed cell)")
     if args.dry_run:
         if args.resume:
-            args.start = resume.load(args.file, _selection_key(args)).failed_cell
+            load_resume(args)
         plan = build_plan(book, args, tolerant=True)
         return honor_dry_run(plan, Redactor(plan.secrets), args.json)
     with lock.hold(args.file, warn=tell):
         # Under the lock: no other runner of this runbook here is alive, so its state can be read.
-        saved = None
-        if args.resume:
-            saved = resume.load(args.file, _selection_key(args))
-            args.start = saved.failed_cell
-        plan = build_plan(book, args)
-        if plan.prompts:
-            plan = answer(plan, _ask_placeholders(plan.prompts), allow_short=args.allow_short_secrets)
-        redactor = Redactor(plan.secrets)
-        artifacts = prepare_outputs(plan, args)
-        record_aborted_runs(plan, redactor)
-        # From here on a signal no longer just stops the runner: the run must leave its record.
-        with _Signals() as signals:
-            report, problems = run_plan(plan, redactor, args, saved, artifacts, signals)
-            code = finish(plan, report, redactor, artifacts, problems)
-        return signals.late if signals.late is not None and code == 0 else code
+        saved = load_resume(args) if args.resume else None
+        [plan] = ask_prompts([build_plan(book, args)], args.allow_short_secrets)
+        return run_one(plan, args, saved).code
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -22,11 +22,14 @@ from mdit_py_plugins.front_matter import front_matter_plugin
 from runbook_exec import languages
 from runbook_exec import options as opts
 from runbook_exec import runme as rm
+from runbook_exec import targets as tgt
 from runbook_exec.errors import Problem
 from runbook_exec.slug import slugify, unique
 from runbook_exec.textfile import read_utf8
 
-SETTINGS_KEYS = frozenset({"shell", "timeout", "env_file", "env_sample", "release_log", "release_template", "vars"})
+SETTINGS_KEYS = frozenset(
+    {"shell", "timeout", "env_file", "env_sample", "release_log", "release_template", "vars", "targets"}
+)
 VAR_KEYS = frozenset({"required", "pattern", "help", "default", "from", "secret"})
 VAR_SOURCES = ("release_log",)
 
@@ -55,6 +58,7 @@ class Settings:
     release_log: str | None = None
     release_template: str | None = None
     vars: tuple[VarSpec, ...] = ()
+    targets: tuple[tgt.Target, ...] = ()  # runbook.targets, in the order written
 
 
 @dataclass(frozen=True)
@@ -601,6 +605,7 @@ def _settings(
         raw_vars = {}
     for name, spec in raw_vars.items():
         specs.append(_var_spec(str(name), spec, lambda m, n=str(name): bad(n, m)))
+    targets = tgt.parse_block(block.get("targets"), bad)
     return Settings(
         shell=shell,
         timeout=timeout,
@@ -609,6 +614,7 @@ def _settings(
         release_log=strings["release_log"],
         release_template=strings["release_template"],
         vars=tuple(specs),
+        targets=targets,
     )
 
 

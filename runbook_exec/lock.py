@@ -1,4 +1,4 @@
-"""One run per runbook and working directory at a time.
+"""One run per runbook, working directory and target at a time.
 
 An exclusive ``flock`` on a file under ``.runbook/locks/`` that also names its holder (pid, user, host,
 since). The kernel drops the lock when its holder dies, even by ``kill -9``; a lock file whose named
@@ -23,9 +23,13 @@ from runbook_exec.errors import RunbookError
 LOCK_DIR = Path(".runbook/locks")
 
 
-def lock_path(runbook: str, cwd: str | None = None) -> Path:
+def lock_path(runbook: str, cwd: str | None = None, target: str | None = None) -> Path:
     key = f"{Path(runbook).resolve()}\0{Path(cwd or os.getcwd()).resolve()}"
-    return LOCK_DIR / f"{Path(runbook).stem}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.lock"
+    if target is None:
+        return LOCK_DIR / f"{Path(runbook).stem}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.lock"
+    # Runs against different targets do not exclude each other; two runs against one target do.
+    key += f"\0target:{target}"
+    return LOCK_DIR / f"{Path(runbook).stem}-{target}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.lock"
 
 
 def _alive(pid: int) -> bool:
@@ -39,9 +43,10 @@ def _alive(pid: int) -> bool:
 
 
 @contextlib.contextmanager
-def hold(runbook: str, warn: object = None) -> Iterator[Path]:
-    """Hold the run lock for ``runbook`` in the current directory, or raise :class:`RunbookError`."""
-    path = lock_path(runbook)
+def hold(runbook: str, warn: object = None, target: str | None = None) -> Iterator[Path]:
+    """Hold the run lock for ``runbook`` (and ``target``) in the current directory, or raise
+    :class:`RunbookError`."""
+    path = lock_path(runbook, target=target)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
@@ -55,7 +60,8 @@ def hold(runbook: str, warn: object = None) -> Iterator[Path]:
                 if holder
                 else "another process"
             )
-            raise RunbookError(f"{runbook}: another run of this runbook is in progress here ({who})") from None
+            against = f" against target {target}" if target is not None else ""
+            raise RunbookError(f"{runbook}: another run of this runbook{against} is in progress here ({who})") from None
         previous = _read(fd)
         if previous.get("pid") and previous.get("host") == socket.gethostname() and not _alive(int(previous["pid"])):
             message = f"warning: taking over a stale lock of pid {previous['pid']} (since {previous.get('since')})"
@@ -67,6 +73,7 @@ def hold(runbook: str, warn: object = None) -> Iterator[Path]:
             "host": socket.gethostname(),
             "since": datetime.now(UTC).isoformat(timespec="seconds"),
             "runbook": str(Path(runbook).resolve()),
+            **({"target": target} if target is not None else {}),
         }
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(info).encode(), 0)

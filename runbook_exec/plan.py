@@ -51,6 +51,7 @@ class Options:
     assume_yes: bool = False
     interactive: bool = False  # a person can answer confirmations on a TTY
     environ: Mapping[str, str] | None = None
+    target: str | None = None  # --target: release_log variables come from this target's records only
 
 
 @dataclass(frozen=True)
@@ -142,7 +143,7 @@ def build(book: Runbook, selection: Selection, options: Options) -> Plan:
         if problem is not None:
             problems.append(problem)
 
-    variables, secret_vars = _variables(book, options.variables, environ, log_path, problems)
+    variables, secret_vars = _variables(book, options.variables, environ, log_path, problems, options.target)
     names = {v.name for v in book.settings.vars if v.secret}
     shown = {k: v for k, v in variables.items() if k not in names and not masking.is_secret_name(k)}
 
@@ -476,6 +477,7 @@ def _variables(
     environ: Mapping[str, str],
     release_log: str | None,
     problems: list[Problem],
+    target: str | None = None,
 ) -> tuple[dict[str, str], dict[str, str]]:
     """Resolve declared variables; return (all values, secret values)."""
     path = book.path
@@ -490,7 +492,7 @@ def _variables(
     for spec in ordered:
         value: str | None = given.get(spec.name)
         if value is None and spec.source == "release_log":
-            value = _from_release_log(release_log, spec.name, values)
+            value = _from_release_log(release_log, spec.name, values, target)
         if value is None:
             value = environ.get(spec.name)
         if value is None:
@@ -533,9 +535,12 @@ def _check_template(template: str, path: str, line: int) -> Problem | None:
     return None
 
 
-def _from_release_log(release_log: str | None, name: str, known: Mapping[str, str]) -> str | None:
-    """``X_PREV``: the last successful value of ``X`` in the release log other than this run's ``X``."""
+def _from_release_log(
+    release_log: str | None, name: str, known: Mapping[str, str], target: str | None = None
+) -> str | None:
+    """``X_PREV``: the last successful value of ``X`` in the release log other than this run's ``X``, among
+    the records of the same target (one engine's history says nothing about what runs on another)."""
     if not release_log or not Path(release_log).is_file():
         return None
     base = name[: -len("_PREV")] if name.endswith("_PREV") else name
-    return last_successful(release_log, base, exclude=known.get(base) if base != name else None)
+    return last_successful(release_log, base, exclude=known.get(base) if base != name else None, target=target)

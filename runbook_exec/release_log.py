@@ -77,6 +77,12 @@ class Record:
         return found if isinstance(found, dict) else {}
 
     @property
+    def target(self) -> str | None:
+        """The ``--target`` the run was made against; None for a run without one."""
+        value = self.meta.get("target")
+        return value if isinstance(value, str) and value else None
+
+    @property
     def deployed(self) -> str | None:
         """The TAG this run put into service (rollbacks: TAG_PREV), or None."""
         value = self.meta.get("deployed")
@@ -226,6 +232,9 @@ def build_context(
         "duration_s": round((report.finished_at - report.started_at).total_seconds(), 3),
         "operator": report.operator or "unknown",
         "host": report.host or "unknown",
+        # The runner's own, like operator and host: the target it resolved, the name its engine gave.
+        "target": report.target,
+        "engine_host": report.engine_host,
         "runbook": m(report.runbook),
         "runbook_sha256": report.runbook_sha256,
         "selection": [m(s) for s in report.selection],
@@ -345,7 +354,9 @@ def _rollback(tag_prev: str | None, possible: Any) -> dict[str, Any]:
 
 
 def _meta(context: Mapping[str, Any]) -> dict[str, Any]:
+    targeted = {"target": context["target"], "engine_host": context["engine_host"]} if context["target"] else {}
     return {
+        **targeted,
         "run_id": context["run_id"],
         "status": context["status"],
         "exit_code": context["exit_code"],
@@ -552,8 +563,13 @@ def _record(rid: str, line: int, inner: list[str]) -> Record | None:
     return Record(run_id=rid, line=line, meta=meta, body="\n".join(inner[1:]))
 
 
-def last_successful(log_path: str | Path, var: str = "TAG", exclude: str | None = None) -> str | None:
+def last_successful(
+    log_path: str | Path, var: str = "TAG", exclude: str | None = None, target: str | None = None
+) -> str | None:
     """The value of ``var`` in the last passed record that deployed something (``TAG``: what it left running).
+
+    Only records of ``target`` count (``None``: records of runs without ``--target``): what one engine runs
+    says nothing about another, so each target rolls back to its own previous TAG.
 
     For ``TAG`` this is the record's ``deployed`` value, so a passed rollback makes its TAG_PREV the
     current one and a passed preflight-only run changes nothing. ``exclude`` skips records holding that
@@ -561,7 +577,7 @@ def last_successful(log_path: str | Path, var: str = "TAG", exclude: str | None 
     second deploy of B, must not name B itself).
     """
     for record in reversed(records(log_path)):
-        if record.status != PASSED:
+        if record.status != PASSED or record.target != target:
             continue
         if "deployed" in record.meta and record.deployed is None:
             continue

@@ -32,13 +32,15 @@ def plain(data: bytes) -> bytes:
     return strip_controls(data)
 
 
-def run_dir(base: str | Path = ".runbook/runs") -> Path:
-    """Create a fresh run folder named by a sub-second UTC timestamp (unique even for parallel runs)."""
+def run_dir(base: str | Path = ".runbook/runs", target: str | None = None) -> Path:
+    """Create a fresh run folder named by a sub-second UTC timestamp (unique even for parallel runs), and
+    by the target's name for a run against one (``<time>-<target>``)."""
     root = Path(base)
     root.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+    suffix = f"-{target}" if target else ""
     for n in range(1000):
-        candidate = root / (stamp if n == 0 else f"{stamp}-{n}")
+        candidate = root / ((stamp if n == 0 else f"{stamp}-{n}") + suffix)
         try:
             candidate.mkdir()
         except FileExistsError:
@@ -220,13 +222,19 @@ def write_junit(report: RunReport, path: Path) -> None:
     """Write a JUnit XML file: one testsuite for the run, one testcase per planned cell."""
     suite = ET.Element(
         "testsuite",
-        name=report.runbook,
+        # One suite per target in a rollout: the name tells them apart in a CI view.
+        name=f"{report.runbook} [{report.target}]" if report.target else report.runbook,
         tests=str(len(report.cells)),
         failures=str(sum(c.status in (FAILED, TIMED_OUT, REFUSED, INTERRUPTED) for c in report.cells)),
         skipped=str(sum(c.status == SKIPPED for c in report.cells)),
         time=f"{(report.finished_at - report.started_at).total_seconds():.3f}",
         timestamp=report.started_at.isoformat(),
     )
+    if report.target:
+        suite.set("hostname", report.engine_host or "")
+        props = ET.SubElement(suite, "properties")
+        ET.SubElement(props, "property", name="target", value=report.target)
+        ET.SubElement(props, "property", name="engine_host", value=report.engine_host or "")
     for cell in report.cells:
         case = ET.SubElement(
             suite,

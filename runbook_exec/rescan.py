@@ -25,7 +25,9 @@ from runbook_exec.results import CELL_FIELDS_OWN, RUN_FIELDS_OWN
 _CHUNK = 256 << 10  # a few transient copies of it (window, view) stay small next to the process
 _OVERLAP = 64 << 10  # longer than any encoded form of any secret
 # JUnit attributes the runner writes itself: counts, times, line numbers, status words.
-_JUNIT_OWN = frozenset({"tests", "failures", "errors", "skipped", "time", "timestamp", "line", "type", "message"})
+_JUNIT_OWN = frozenset(
+    {"tests", "failures", "errors", "skipped", "time", "timestamp", "line", "type", "message", "hostname"}
+)
 
 Scanner = Callable[[Redactor, Path, bool], set[str]]
 
@@ -256,21 +258,39 @@ def _junit(redactor: Redactor, path: Path, redact: bool) -> set[str]:
         root = ET.parse(path).getroot()
     except ET.ParseError:
         return _raw(redactor, path, redact)
-    texts: list[str] = []
-    for element in root.iter():
-        texts.extend(value for name, value in element.attrib.items() if name not in _JUNIT_OWN)
-        if element.text:
-            texts.append(element.text)
+    texts = [content for _element, _name, content, _own in _junit_content(root)]
     keys = _content_leaks(redactor, texts, lambda: texts)
     if redact:
-        for element in root.iter():
-            for name, value in element.attrib.items():
-                if name not in _JUNIT_OWN:
-                    element.set(name, redactor.mask(value))
-            if element.text:
-                element.text = redactor.mask(element.text)
+        for element, name, content, own in _junit_content(root):
+            if name is None:
+                element.text = redactor.mask(content)
+            else:
+                element.set(name, redactor.mask(content) + own)
         atomic_write(path, ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n")
     return keys
+
+
+def _junit_content(root: ET.Element) -> Iterator[tuple[ET.Element, str | None, str, str]]:
+    """``(element, attribute or None for the text, content, the runner's own suffix)`` of every JUnit value
+    that came from cells, the runbook or the environment.
+
+    A run against a target names it in ``<property name="target">`` (the runner's own, like the report's
+    ``target``) and at the end of its suite's name (``book.md [target]``): that part is left out.
+    """
+    for element in root.iter():
+        if element.tag == "property" and element.get("name") in RUN_FIELDS_OWN:
+            continue
+        own = ""
+        if element.tag == "testsuite":
+            target = element.find("properties/property[@name='target']")
+            suffix = f" [{target.get('value')}]" if target is not None else ""
+            own = suffix if suffix and element.get("name", "").endswith(suffix) else ""
+        for name, value in element.attrib.items():
+            if name not in _JUNIT_OWN:
+                suffix = own if name == "name" else ""
+                yield element, name, value[: len(value) - len(suffix)], suffix
+        if element.text:
+            yield element, None, element.text, ""
 
 
 # -- anything else ----------------------------------------------------------------------------------------

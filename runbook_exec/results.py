@@ -36,6 +36,10 @@ RUN_FIELDS_OWN = frozenset(
         "host",
         "run_dir",
         "transcript",
+        # A target's name is validated and resolved by the runner and already part of its run folder's
+        # name; the engine's host name is what the runner asked the engine (as ``host`` is this machine's).
+        "target",
+        "engine_host",
     }
 )
 CELL_FIELDS_OWN = frozenset(
@@ -105,6 +109,8 @@ class RunReport:
     run_dir: str | None = None
     transcript: str | None = None
     exit_code: int | None = 0
+    target: str | None = None  # --target: the target's name
+    engine_host: str | None = None  # --target: the engine's host name (``docker info``)
 
     @property
     def failed_cell(self) -> CellResult | None:
@@ -127,5 +133,7 @@ class RunReport:
             "host": self.host,
             "run_dir": self.run_dir,
             "transcript": self.transcript,
+            # Only runs against a target say so: an untargeted report keeps its shape.
+            **({"target": self.target, "engine_host": self.engine_host} if self.target else {}),
             "cells": [c.to_json() for c in self.cells],
         }

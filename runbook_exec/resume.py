@@ -49,6 +49,10 @@ _SKIP = frozenset({"PWD", "OLDPWD", "SHLVL", "_", "RUNBOOK_ENV_FILE", "RUNBOOK_F
 _BAD = (FAILED, TIMED_OUT, INTERRUPTED, REFUSED)
 
 
+class NothingToResume(RunbookError):
+    """``--resume`` found no failed or aborted run of this selection (a rollout then looks at the next target)."""
+
+
 @dataclass(frozen=True)
 class Saved:
     """Where a failed or aborted run stopped."""
@@ -233,7 +237,7 @@ def load(runbook: str, selection: Sequence[str]) -> Saved:
     what = ", ".join(selection)
     run = _read(path)
     if run is None:
-        raise RunbookError(f"{runbook}: nothing to resume: no failed run of this selection ({what}) here")
+        raise NothingToResume(f"{runbook}: nothing to resume: no failed run of this selection ({what}) here")
     cwd = str(run.header.get("cwd") or os.getcwd())
     exports = str(run.header.get("exports") or "")
     current_cwd, current_exports = cwd, exports
@@ -252,7 +256,7 @@ def load(runbook: str, selection: Sequence[str]) -> Saved:
     if not found and run.running and ended in (None, ABORTED):
         failed, found = run.running[0].get("begin"), True
     if not found:
-        raise RunbookError(f"{runbook}: nothing to resume: the last run of this selection ({what}) did not fail")
+        raise NothingToResume(f"{runbook}: nothing to resume: the last run of this selection ({what}) did not fail")
     if not isinstance(failed, str):
         raise RunbookError(f"{runbook}: cannot resume: the failed cell has no id (give it one: {{#id .exec}})")
     return Saved(failed_cell=failed, cwd=cwd, exports=exports)
@@ -271,13 +275,15 @@ class Unfinished:
     running: str | None  # the label of the cell that was running, if one was
 
 
-def unfinished(runbook: str) -> list[Unfinished]:
-    """Every unfinished run of ``runbook`` in this directory, whatever its selection.
+def unfinished(runbook: str, target: str | None = None) -> list[Unfinished]:
+    """Every unfinished run of ``runbook`` against ``target`` (None: runs without one) in this directory,
+    whatever its selection.
 
-    Call this holding the run lock: then no runner of this runbook here is alive, so a run without an end
-    line is one whose runner died.
+    Call this holding the run lock of ``runbook`` and ``target``: then no runner of those runs is alive, so
+    a run without an end line is one whose runner died. Runs against other targets have other locks (their
+    runners may be alive) and are left alone.
     """
-    target = str(Path(runbook).resolve())
+    book = str(Path(runbook).resolve())
     here = str(Path.cwd().resolve())
     found = []
     for path in sorted(STATE_DIR.glob(f"{Path(runbook).stem}-*.jsonl")):
@@ -286,8 +292,10 @@ def unfinished(runbook: str) -> list[Unfinished]:
         run = _read(path)
         if run is None or run.end is not None:
             continue
-        if run.header.get("runbook_path") != target or run.header.get("invoked_in") != here:
+        if run.header.get("runbook_path") != book or run.header.get("invoked_in") != here:
             continue  # another runbook with the same name, or a state file of an older version
+        if run.header.get("target") != target:
+            continue
         found.append(Unfinished(path, run.header, _aborted_report(run), _running_label(run)))
     return found
 
@@ -357,7 +365,13 @@ def _aborted_report(run: _Run) -> RunReport:
         run_dir=header.get("run_dir"),
         transcript=header.get("transcript"),
         exit_code=None,
+        target=_text(header.get("target")),
+        engine_host=_text(header.get("engine_host")),
     )
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
 
 
 def _result(data: Mapping[str, Any]) -> CellResult:
@@ -389,6 +403,8 @@ def header(
     artifacts: Mapping[str, Path],
     release_log: str | None,
     release_template: str | None,
+    target: str | None = None,
+    engine_host: str | None = None,
 ) -> dict[str, Any]:
     """The first line of a state file: enough to resume the run, and to record it should its runner die."""
     return {
@@ -408,6 +424,8 @@ def header(
         "release_template": str(Path(release_template).resolve()) if release_template else None,
         "operator": _operator(),
         "host": socket.gethostname(),
+        "target": target,
+        "engine_host": engine_host,
     }
 
 

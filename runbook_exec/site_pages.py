@@ -170,13 +170,19 @@ def _record(h: History, record: Record) -> str:
     deployed = record.deployed
     if deployed:
         line.append(f"<span>배포된 TAG {_code(deployed)}</span>")
+    target = record.target
+    if target:
+        line.append(f'<span class="runbook-record__target" title="대상 / target">대상 {_code(target)}</span>')
     rows = [
         ("시작", _stamp(meta.get("started_utc"))),
         ("종료", _stamp(meta.get("finished_utc"))),
         ("작업자", _plain(meta.get("operator"))),
         ("호스트", _plain(meta.get("host"))),
-        ("섹션", _selection(h, meta.get("selection"))),
     ]
+    if target:
+        # A run against a target: which engine it deployed to, by the name that engine gave.
+        rows.append(("대상", f"{_code(target)} · 엔진 호스트 {_plain(meta.get('engine_host'))}"))
+    rows.append(("섹션", _selection(h, meta.get("selection"))))
     failed = meta.get("failed_step")
     if isinstance(failed, str) and failed:
         rows.append(("실패한 셀", _cell_link(h, failed)))
@@ -199,9 +205,10 @@ def _record(h: History, record: Record) -> str:
             '<details class="runbook-record__body abstract"><summary>기록 전문 (full record)</summary>'
             f'<pre class="runbook-plain">{text(record.body.strip())}</pre></details>'
         )
+    targeted = f' data-runbook-record-target="{attr(target)}"' if target else ""
     return (
         f'<article class="runbook-record" id="record-{attr(_anchor(record.run_id))}" '
-        f'data-runbook-record="{attr(record.run_id)}" data-runbook-record-status="{attr(status)}">'
+        f'data-runbook-record="{attr(record.run_id)}" data-runbook-record-status="{attr(status)}"{targeted}>'
         f'<div class="runbook-record__line">{" ".join(line)}</div><dl>{dl}</dl>{blocks}</article>'
     )
 

@@ -70,3 +70,19 @@ def start_until(args: Sequence[str], cwd: Path, text: bytes) -> tuple[subprocess
         assert chunk, seen
         seen += chunk
     return proc, seen
+
+
+def wait_exit(pid: int, seconds: float = 30) -> int:
+    """The exit status of a child that is not waited for by anyone else (a pexpect child whose terminal was
+    closed); killed and an AssertionError when it has not ended within ``seconds``."""
+    import signal
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    raise AssertionError("the runner did not finish")

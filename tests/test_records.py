@@ -19,7 +19,7 @@ import pytest
 
 from runbook_exec import release_log
 
-from conftest import FIXTURES, ROOT, run_cli, start_until
+from conftest import FIXTURES, ROOT, run_cli, start_until, wait_exit
 
 RECORDS = FIXTURES / "records"
 ARTIFACTS = ["--report", "r.json", "--junit", "j.xml", "--transcript", "t.log"]
@@ -42,17 +42,6 @@ def _env() -> dict[str, str]:
     return dict(os.environ, NO_COLOR="1", PYTHONPATH=str(ROOT))
 
 
-def _wait(pid: int, seconds: float = 30) -> int:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return os.waitstatus_to_exitcode(status)
-        time.sleep(0.05)
-    os.kill(pid, signal.SIGKILL)
-    raise AssertionError("the runner did not finish")
-
-
 def _hang_up_at(args: list[str], work: Path, text: str) -> int:
     """Run the CLI on a pty; once ``text`` shows, the terminal goes away (SSH dropped): the kernel sends
     SIGHUP and later writes to it fail with EIO. Returns the exit status."""
@@ -62,7 +51,7 @@ def _hang_up_at(args: list[str], work: Path, text: str) -> int:
     child.expect_exact(text)
     os.close(child.child_fd)
     child.closed = True
-    return _wait(child.pid)
+    return wait_exit(child.pid)
 
 
 def test_sighup_mid_cell_is_handled_like_sigterm_and_leaves_every_record(work: Path) -> None:

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from runbook_exec.results import FAILED, PASSED, CellResult, RunReport
 from conftest import FIXTURES, ROOT
 
 TEMPLATE = ROOT / "ops" / "release.log.template"
+DEFAULT_TEMPLATE = ROOT / "runbook_exec" / "templates" / "release.log.j2"
 BOOK_PATH = FIXTURES / "release_log" / "book.md"
 
 
@@ -106,6 +108,24 @@ def test_success_record_ticks_every_observed_item() -> None:
     assert len(checklist) == 10 and all(line.startswith("- [x]") for line in checklist)
     for cid in ALL_CELLS:
         assert f"- {cid} [" in text
+
+
+@pytest.mark.parametrize(
+    "template", [TEMPLATE, ROOT / "runbook_exec" / "templates" / "release.log.j2"], ids=["ops", "default"]
+)
+def test_a_targets_record_names_the_target_and_its_engine(template: Path, tmp_path: Path) -> None:
+    book = _book()
+    plain = _report(book, PASSED, ["compose-up"], {"TAG": "2026.01.14"})
+    targeted = replace(plain, target="prod-1", engine_host="srv-11")
+    log = tmp_path / "release.log"
+    for report in (plain, targeted):
+        release_log.append(log, release_log.render(template, report, book, {}))
+    first, second = release_log.records(log)
+    # A record of a run without --target keeps its former shape.
+    assert "target" not in first.meta and "engine_host" not in first.meta and first.target is None
+    assert (second.target, second.meta["engine_host"]) == ("prod-1", "srv-11")
+    assert "prod-1" in second.body and "srv-11" in second.body
+    assert "prod-1" not in first.body
 
 
 def test_failure_record_has_the_minimum_failure_record() -> None:
@@ -218,10 +238,13 @@ def test_tag_prev_is_the_last_successful_tag(case: dict[str, Any], tmp_path: Pat
         if run.get("TAG_PREV"):
             variables["TAG_PREV"] = str(run["TAG_PREV"])
         report = _report(book, run["status"], run["cells"], variables, first_error="e")
+        if run.get("target"):
+            report = replace(report, target=run["target"], engine_host=f"engine-{run['target']}")
         release_log.append(log, release_log.render(TEMPLATE, report, book, {}))
     expected = case["expect"]
     this_run = str(case["this_run"]) if "this_run" in case else None
-    assert release_log.last_successful(log, "TAG", exclude=this_run) == (None if expected is None else str(expected))
+    found = release_log.last_successful(log, "TAG", exclude=this_run, target=case.get("target"))
+    assert found == (None if expected is None else str(expected))
 
 
 def test_missing_log_has_no_records(tmp_path: Path) -> None:
