@@ -54,7 +54,7 @@ def _runner(work: Path, n: int, repeat: int) -> float:
 
 
 def _session_start_ms(repeat: int) -> float:
-    from runbook_exec.shell import BashSession
+    from runbook_exec.run.shell import BashSession
 
     samples = []
     for _ in range(repeat):

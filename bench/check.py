@@ -18,8 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from runbook_exec.check import check_books, load_runbooks
-from runbook_exec.shellcheck import find_shellcheck, plan_scripts
+from runbook_exec.lint.check import check_books, load_runbooks
+from runbook_exec.lint.shellcheck import find_shellcheck, plan_scripts
 
 
 def _runbook(path: Path, n: int) -> None:

@@ -23,8 +23,8 @@ import time
 from collections.abc import Callable
 from urllib.parse import quote
 
-from runbook_exec.literals import ENGINES
-from runbook_exec.masking import Redactor, Secret, normalise
+from runbook_exec.secrets.literals import ENGINES
+from runbook_exec.secrets.masking import Redactor, Secret, normalise
 
 WORDS = [
     "deploy",

@@ -18,23 +18,27 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from runbook_exec import __version__, document, lock, preflight, release_log, resume
-from runbook_exec.console import GONE, Console, ask, silence, tell, use_color
-from runbook_exec.document import Cell, Runbook
+from runbook_exec import __version__
+from runbook_exec.doc import document
+from runbook_exec.doc.document import Cell, Runbook
 from runbook_exec.errors import ArgumentParser, RunbookError, UsageError
-from runbook_exec.executor import Executor
-from runbook_exec.masking import Redactor
-from runbook_exec.plan import Options, Plan, Prompt, Selection, answer, build
-from runbook_exec.report import Transcript, check_writable, run_dir, transcript_tail, write_json, write_junit
-from runbook_exec.rescan import rescan
-from runbook_exec.results import CellResult, RunReport
-from runbook_exec.shell import BashSession, ShellError
+from runbook_exec.ops import preflight
+from runbook_exec.records import release_log
+from runbook_exec.records.report import Transcript, check_writable, run_dir, transcript_tail, write_json, write_junit
+from runbook_exec.records.results import CellResult, RunReport
+from runbook_exec.run import lock, resume
+from runbook_exec.run.console import GONE, Console, ask, silence, tell, use_color
+from runbook_exec.run.executor import Executor
+from runbook_exec.run.plan import Options, Plan, Prompt, Selection, answer, build
+from runbook_exec.run.shell import BashSession, ShellError
+from runbook_exec.secrets.masking import Redactor
+from runbook_exec.secrets.rescan import rescan
 
 COMPOSE_FILE = "docker-compose.prod.yml"  # default for the failure record's "rollback possible?"
 SUBCOMMANDS = {
-    "check": "runbook_exec.check",
-    "preflight": "runbook_exec.preflight",
-    "init-env": "runbook_exec.initenv",
+    "check": "runbook_exec.lint.check",
+    "preflight": "runbook_exec.ops.preflight",
+    "init-env": "runbook_exec.ops.initenv",
 }
 
 
@@ -73,7 +77,7 @@ def _parser() -> argparse.ArgumentParser:
         help="run against this target (runbook.targets or a Docker context); repeat in rollout order",
     )
     fleet.add_argument("--keep-going", action="store_true", help="with --target: run every target even after a failure")
-    # The one target of a per-target run and its engine's host name (set by runbook_exec.rollout).
+    # The one target of a per-target run and its engine's host name (set by runbook_exec.commands.rollout).
     p.set_defaults(target_name=None, engine_host=None)
     safety = p.add_argument_group("safety")
     safety.add_argument("--yes", action="store_true", help="run .danger cells without asking")
@@ -655,7 +659,7 @@ def _run(argv: list[str]) -> int:
         return int(module.main(argv[1:]))
     args = _parser().parse_args(argv)
     if args.target:
-        from runbook_exec import rollout  # noqa: PLC0415 - only a run with --target pays for it
+        from runbook_exec.commands import rollout  # noqa: PLC0415 - only a run with --target pays for it
 
         return rollout.main(args)
     if args.keep_going:

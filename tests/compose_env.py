@@ -6,8 +6,8 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from runbook_exec import envfile, preflight
-from runbook_exec.initenv import random_value
+from runbook_exec.ops import envfile, preflight
+from runbook_exec.ops.initenv import random_value
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker-compose.prod.yml"

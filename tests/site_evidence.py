@@ -23,8 +23,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from runbook_exec import document, release_log
-from runbook_exec.masking import Redactor, Secret
+from runbook_exec.doc import document
+from runbook_exec.records import release_log
+from runbook_exec.secrets.masking import Redactor, Secret
 
 from conftest import run_cli
 from site_support import FIXTURES, RUNBOOK, article, build, set_reports, site_tree

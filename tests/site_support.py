@@ -14,10 +14,11 @@ from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
 
-from runbook_exec import document, release_log
-from runbook_exec.document import Cell, Runbook
-from runbook_exec.report import write_json
-from runbook_exec.results import FAILED, PASSED, SKIPPED, TIMED_OUT, CellResult, RunReport, source_sha256
+from runbook_exec.doc import document
+from runbook_exec.doc.document import Cell, Runbook
+from runbook_exec.records import release_log
+from runbook_exec.records.report import write_json
+from runbook_exec.records.results import FAILED, PASSED, SKIPPED, TIMED_OUT, CellResult, RunReport, source_sha256
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).parent / "fixtures" / "site"

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from runbook_exec import check
-from runbook_exec.check import check_books, load_runbooks
 from runbook_exec.errors import RunbookError
-from runbook_exec.shellcheck import find_shellcheck
+from runbook_exec.lint import check
+from runbook_exec.lint.check import check_books, load_runbooks
+from runbook_exec.lint.shellcheck import find_shellcheck
 
 FIXTURES = Path(__file__).parent / "fixtures" / "check"
 ROOT = Path(__file__).parent.parent

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from runbook_exec import check, document
+from runbook_exec.doc import document
+from runbook_exec.lint import check
 
 FIXTURES = Path(__file__).parent / "fixtures" / "runme"
 

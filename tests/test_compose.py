@@ -164,7 +164,7 @@ def test_env_sample_has_key_names_only() -> None:
     ["ops/ci/engine.sh", "ops/ci/images/postgres/docker-entrypoint.sh", "ops/sample-app/common/prepare-image.sh"],
 )
 def test_ops_scripts_pass_shellcheck(script: str) -> None:
-    from runbook_exec.shellcheck import find_shellcheck
+    from runbook_exec.lint.shellcheck import find_shellcheck
 
     from compose_env import ROOT
 

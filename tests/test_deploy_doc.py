@@ -7,8 +7,8 @@ from dataclasses import replace
 
 import pytest
 
-from runbook_exec.document import Runbook, parse
-from runbook_exec.plan import Options, Selection, build
+from runbook_exec.doc.document import Runbook, parse
+from runbook_exec.run.plan import Options, Selection, build
 
 from conftest import ROOT, run_cli
 

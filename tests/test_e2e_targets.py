@@ -41,9 +41,9 @@ from typing import Any
 import pytest
 from test_e2e_stack import _base_images, _free_port, _need_engine
 
-from runbook_exec import release_log
-from runbook_exec.envfile import parse_env_file
-from runbook_exec.masking import Redactor, Secret
+from runbook_exec.ops.envfile import parse_env_file
+from runbook_exec.records import release_log
+from runbook_exec.secrets.masking import Redactor, Secret
 
 import docker_engines
 from compose_env import COMPOSE_FILE, ROOT, clean_environ

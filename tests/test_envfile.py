@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
-from runbook_exec.envfile import parse_env_file, parse_env_text
 from runbook_exec.errors import RunbookError
+from runbook_exec.ops.envfile import parse_env_file, parse_env_text
 
 from compose_env import compose_command
 from conftest import FIXTURES

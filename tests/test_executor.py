@@ -9,12 +9,12 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from runbook_exec.console import Console
-from runbook_exec.document import parse_text
-from runbook_exec.executor import Executor
-from runbook_exec.masking import Redactor, Secret
-from runbook_exec.plan import Options, Selection, build
-from runbook_exec.shell import ShellResult, Started
+from runbook_exec.doc.document import parse_text
+from runbook_exec.run.console import Console
+from runbook_exec.run.executor import Executor
+from runbook_exec.run.plan import Options, Selection, build
+from runbook_exec.run.shell import ShellResult, Started
+from runbook_exec.secrets.masking import Redactor, Secret
 
 RUNBOOK = """# T
 
@@ -156,7 +156,7 @@ def test_interrupt_stops_normal_cells_and_exits_130() -> None:
 
 
 def test_a_shell_that_cannot_be_started_again_fails_the_cells_with_one_line() -> None:
-    from runbook_exec.shell import ShellError
+    from runbook_exec.run.shell import ShellError
 
     book = parse_text(RUNBOOK, "t.md")
     plan = build(book, Selection(), Options(assume_yes=True, environ={}))

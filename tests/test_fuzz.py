@@ -11,8 +11,9 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from runbook_exec import document, plan
+from runbook_exec.doc import document
 from runbook_exec.errors import RunbookError
+from runbook_exec.run import plan
 
 from conftest import FIXTURES, ROOT
 

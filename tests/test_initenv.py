@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from runbook_exec.envfile import parse_env_file
-from runbook_exec.masking import classify
+from runbook_exec.ops.envfile import parse_env_file
+from runbook_exec.secrets.masking import classify
 
 from conftest import ROOT, run_cli
 

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runbook_exec import literals as literals_module
-from runbook_exec.literals import ENGINES, literal_finder
+from runbook_exec.secrets import literals as literals_module
+from runbook_exec.secrets.literals import ENGINES, literal_finder
 
 # A tiny alphabet makes literals overlap, nest and repeat their own start; \xc3\xa9 is a two-byte character.
 ALPHABET = [b"a", b"b", b"\xc3", b"\xa9", b" ", b"\x1b"]

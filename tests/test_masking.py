@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from runbook_exec import release_log, report
-from runbook_exec.check_secrets import check_secrets, secret_key
-from runbook_exec.literals import ENGINES
-from runbook_exec.masking import Redactor, Secret, classify, is_secret_name, strip_controls
+from runbook_exec.lint.secrets import check_secrets, secret_key
+from runbook_exec.records import release_log, report
+from runbook_exec.secrets.literals import ENGINES
+from runbook_exec.secrets.masking import Redactor, Secret, classify, is_secret_name, strip_controls
 
 CASES = Path(__file__).parent / "fixtures" / "masking" / "cases.txt"
 

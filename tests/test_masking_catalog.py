@@ -25,9 +25,9 @@ from urllib.parse import quote, quote_plus
 
 import pytest
 
-from runbook_exec.envfile import parse_env_text
-from runbook_exec.masking import Redactor, classify
-from runbook_exec.secret_patterns import find_unknown_secrets
+from runbook_exec.ops.envfile import parse_env_text
+from runbook_exec.secrets.masking import Redactor, classify
+from runbook_exec.secrets.patterns import find_unknown_secrets
 
 CATALOG = Path(__file__).parent / "fixtures" / "masking" / "catalog"
 ROOT = Path(__file__).resolve().parents[1]

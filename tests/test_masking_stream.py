@@ -10,9 +10,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from runbook_exec import masking
-from runbook_exec.literals import ENGINES
-from runbook_exec.masking import Redactor, Secret, whole_word_only
+from runbook_exec.secrets import masking
+from runbook_exec.secrets.literals import ENGINES
+from runbook_exec.secrets.masking import Redactor, Secret, whole_word_only
 
 # A small alphabet makes values overlap, repeat their own start (``aab``) and nest inside each other.
 VALUE_ALPHABET = "ab$'\"\\ é-_/"

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from runbook_exec.options import cell_options, parse_attr_list, parse_info
+from runbook_exec.doc.options import cell_options, parse_attr_list, parse_info
 
 from conftest import FIXTURES
 

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 import yaml
 
-from runbook_exec.envfile import parse_env_file
-from runbook_exec.preflight import Inputs, compose_command, compose_config
+from runbook_exec.ops.envfile import parse_env_file
+from runbook_exec.ops.preflight import Inputs, compose_command, compose_config
 
 from conftest import FIXTURES, ROOT, run_cli
 
@@ -100,7 +100,7 @@ def _engine() -> bool:
 
 @pytest.mark.skipif(not _engine(), reason="needs a Docker Engine")
 def test_images_present_says_no_for_a_tag_never_built(tmp_path: Path) -> None:
-    from runbook_exec.preflight import images_present
+    from runbook_exec.ops.preflight import images_present
 
     _, _, _ = _setup({"name": "images"}, tmp_path)
     compose = ROOT / "docker-compose.prod.yml"

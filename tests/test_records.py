@@ -17,7 +17,7 @@ from xml.etree import ElementTree as ET
 import pexpect
 import pytest
 
-from runbook_exec import release_log
+from runbook_exec.records import release_log
 
 from conftest import FIXTURES, ROOT, run_cli, start_until, wait_exit
 

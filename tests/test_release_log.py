@@ -17,11 +17,11 @@ from typing import Any
 import pytest
 import yaml
 
-from runbook_exec import release_log
-from runbook_exec.document import Runbook, parse
+from runbook_exec.doc.document import Runbook, parse
 from runbook_exec.errors import RunbookError
-from runbook_exec.masking import Redactor, Secret
-from runbook_exec.results import FAILED, PASSED, CellResult, RunReport
+from runbook_exec.records import release_log
+from runbook_exec.records.results import FAILED, PASSED, CellResult, RunReport
+from runbook_exec.secrets.masking import Redactor, Secret
 
 from conftest import FIXTURES, ROOT
 
@@ -256,7 +256,7 @@ def test_missing_log_has_no_records(tmp_path: Path) -> None:
 
 _WRITER = """
 import sys
-from runbook_exec import release_log
+from runbook_exec.records import release_log
 log, n, size, first = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 for i in range(first, first + n):
     begin = "=== runbook-exec record r%06d begin ===\\n" % i

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from runbook_exec import resume
-from runbook_exec.results import FAILED, PASSED, CellResult
+from runbook_exec.records.results import FAILED, PASSED, CellResult
+from runbook_exec.run import resume
 
 
 def _result(line: int, label: str, status: str = PASSED) -> CellResult:

@@ -27,8 +27,11 @@ from xml.etree import ElementTree as ET
 import pexpect
 import pytest
 
-from runbook_exec import document, lock, release_log, site_pages
-from runbook_exec.prefix import LinePrefixer
+from runbook_exec.doc import document
+from runbook_exec.records import release_log
+from runbook_exec.run import lock
+from runbook_exec.run.prefix import LinePrefixer
+from runbook_exec.site import pages as site_pages
 
 from conftest import FIXTURES, ROOT, Completed, run_cli, wait_exit
 from site_support import parse_html

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from runbook_exec import prompt_env, runme
-from runbook_exec.document import parse_text
+from runbook_exec.doc import prompt_env, runme
+from runbook_exec.doc.document import parse_text
 
 from conftest import FIXTURES
 

@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
-from runbook_exec import release_log
-from runbook_exec.report import STAMP_LEN
+from runbook_exec.records import release_log
+from runbook_exec.records.report import STAMP_LEN
 
 from conftest import FIXTURES, run_cli
 

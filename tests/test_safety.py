@@ -163,7 +163,7 @@ def test_second_run_is_refused_while_the_first_holds_the_lock(work: Path) -> Non
 
 
 def test_stale_lock_is_taken_over_with_a_warning(work: Path) -> None:
-    from runbook_exec.lock import lock_path
+    from runbook_exec.run.lock import lock_path
 
     dead = subprocess.Popen(["true"])
     dead.wait()
@@ -202,7 +202,7 @@ def test_resume_with_nothing_to_resume(work: Path) -> None:
 
 _APPENDER = """
 import sys
-from runbook_exec import release_log
+from runbook_exec.records import release_log
 log, writer = sys.argv[1], sys.argv[2]
 i = 0
 while True:
@@ -217,7 +217,7 @@ while True:
 
 
 def test_kill_9_during_20_parallel_appends_leaves_no_torn_record(tmp_path: Path) -> None:
-    from runbook_exec import release_log
+    from runbook_exec.records import release_log
 
     log = tmp_path / "release.log"
     first = release_log.seal(

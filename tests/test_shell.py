@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from runbook_exec.shell import BashSession, ShellResult, remove_dead_scratch
+from runbook_exec.run.shell import BashSession, ShellResult, remove_dead_scratch
 
 
 @pytest.fixture

@@ -19,9 +19,10 @@ from pathlib import Path
 import markdown
 import pytest
 
-from runbook_exec import cards, document
-from runbook_exec.check_rules import check_structure
-from runbook_exec.document import Runbook
+from runbook_exec.doc import document
+from runbook_exec.doc.document import Runbook
+from runbook_exec.lint.rules import check_structure
+from runbook_exec.site import cards
 
 from site_support import FIXTURES, ROOT, RUNBOOK, Built, Node, article, build, minimal_config, parse_html, site_tree
 

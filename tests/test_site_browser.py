@@ -26,8 +26,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from runbook_exec import cards, document
-from runbook_exec.document import Runbook
+from runbook_exec.doc import document
+from runbook_exec.doc.document import Runbook
+from runbook_exec.site import cards
 
 from site_browser import Browser, find_chromium
 from site_support import ROOT, RUNBOOK, build, site_tree, write_real_evidence

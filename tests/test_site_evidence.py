@@ -16,9 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from runbook_exec import document, evidence, release_log, site_format, site_pages
-from runbook_exec.document import Runbook
-from runbook_exec.results import source_sha256
+from runbook_exec.doc import document
+from runbook_exec.doc.document import Runbook
+from runbook_exec.records import evidence, release_log
+from runbook_exec.records.results import source_sha256
+from runbook_exec.site import formatting as site_format
+from runbook_exec.site import pages as site_pages
 
 from site_evidence import EDITED, EVIDENCE_RUNBOOK, EXPECTED_STATUS, PAYLOAD_OPERATOR, PAYLOAD_TAG, Runs, make_runs
 from site_support import FIXTURES, RUNBOOK, Built, Node, article, build, minimal_config, parse_html, site_tree
@@ -266,7 +269,7 @@ def test_plugin_loads_cheaply_and_never_loads_the_runner(evidence_site: tuple[Bu
     _, _, _, root = evidence_site
     script = (
         "import sys\n"
-        "import runbook_exec.mkdocs_plugin\n"
+        "import runbook_exec.site.plugin\n"
         "light = sorted(m for m in sys.modules if m.startswith(('runbook_exec', 'pexpect')))\n"
         "from mkdocs.commands.build import build\n"
         "from mkdocs.config import load_config\n"
@@ -284,10 +287,10 @@ def test_plugin_loads_cheaply_and_never_loads_the_runner(evidence_site: tuple[Bu
     )
     assert done.returncode == 0, done.stderr
     light, after = (set(line.split()) for line in done.stdout.strip().split("\n")[-2:])
-    runner = {"runbook_exec.shell", "runbook_exec.executor", "runbook_exec.cli", "pexpect"}
+    runner = {"runbook_exec.run.shell", "runbook_exec.run.executor", "runbook_exec.cli", "pexpect"}
     assert not runner & after, runner & after
     # Reading records needs the masking module; importing the plugin alone does not.
-    assert "runbook_exec.masking" not in light and "runbook_exec.release_log" not in light
+    assert "runbook_exec.secrets.masking" not in light and "runbook_exec.records.release_log" not in light
 
 
 # -- the pieces ----------------------------------------------------------------------------------------

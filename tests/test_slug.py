@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from runbook_exec.document import parse_text
-from runbook_exec.slug import slugify, unique
+from runbook_exec.doc.document import parse_text
+from runbook_exec.doc.slug import slugify, unique
 
 HEADINGS = [
     "6. 운영 1회 리허설 런북",

@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 import yaml
 
-from runbook_exec import targets
-from runbook_exec.document import parse_text
+from runbook_exec.doc.document import parse_text
 from runbook_exec.errors import RunbookError
-from runbook_exec.targets import Target
+from runbook_exec.run import targets
+from runbook_exec.run.targets import Target
 
 from conftest import FIXTURES, run_cli
 

@@ -1,0 +1,1 @@
+"""Reading a runbook: Markdown cells, their options grammar, heading ids, Runme files."""

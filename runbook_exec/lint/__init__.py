@@ -1,0 +1,1 @@
+"""`runbook-exec check`: the rules, their findings and ShellCheck."""

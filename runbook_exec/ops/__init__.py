@@ -1,0 +1,1 @@
+"""The ops package around a runbook: env files, preflight, init-env."""

@@ -1,0 +1,1 @@
+"""What a run leaves: reports, cell results, the release log, evidence for the site."""

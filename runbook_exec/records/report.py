@@ -1,0 +1,278 @@
+"""Run artifacts: the live transcript, the JSON report and JUnit XML. All input here is already masked."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, BinaryIO
+from xml.etree import ElementTree as ET
+
+from runbook_exec.errors import RunbookError
+from runbook_exec.records.results import FAILED, INTERRUPTED, REFUSED, SKIPPED, TIMED_OUT, RunReport
+from runbook_exec.secrets.masking import strip_controls
+
+# Transcript lines: ``<STAMP> <label> | <text>``. Runner lines carry the label ``runner``; a cell's label
+# is one token (no whitespace) and never ``runner``, so the final rescan can tell the runner's own lines
+# and prefixes from cell output.
+STAMP_LEN = len("2026-01-14T01:02:03.000000Z")
+RUNNER = b"runner"
+SEPARATOR = b" | "
+FLUSH_S = 0.5  # transcript bytes reach the file at most this late, even when the cell then goes quiet
+
+
+def plain(data: bytes) -> bytes:
+    """Drop colors, cursor moves, titles and other control bytes: they belong to the terminal, the
+    transcript is a log. (The masker skips exactly these bytes, so dropping them joins no value back.)"""
+    return strip_controls(data)
+
+
+def run_dir(base: str | Path = ".runbook/runs", target: str | None = None) -> Path:
+    """Create a fresh run folder named by a sub-second UTC timestamp (unique even for parallel runs), and
+    by the target's name for a run against one (``<time>-<target>``)."""
+    root = Path(base)
+    root.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+    suffix = f"-{target}" if target else ""
+    for n in range(1000):
+        candidate = root / ((stamp if n == 0 else f"{stamp}-{n}") + suffix)
+        try:
+            candidate.mkdir()
+        except FileExistsError:
+            continue
+        return candidate
+    raise OSError(f"cannot create a run folder under {root}")
+
+
+class Transcript:
+    """A line-buffered, timestamped transcript: ``<UTC time> <cell> | <line>``.
+
+    A write that fails (disk full, the file's device gone) never stops the run: the transcript stops,
+    :attr:`error` says why, and the caller reports it in one line at the end.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.error: str | None = None
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # 64 KiB: a busy cell costs one write per 64 KiB instead of one per pty read; finish() flushes.
+        self._fh: BinaryIO = open(path, "wb", buffering=64 << 10)  # noqa: SIM115 - kept open for the whole run
+        self._partial = b""
+        self._label = b""
+        # A cell that prints a line and then waits (a hung deploy) must not keep that line in memory: after
+        # kill -9 the transcript is what the operator and the aborted run's record read.
+        self._stop = threading.Event()
+        self._flusher = threading.Thread(target=self._flush_now_and_then, name="transcript-flush", daemon=True)
+        self._flusher.start()
+
+    def start(self, label: str) -> None:
+        self._label = transcript_label(label)
+
+    def note(self, text: str) -> None:
+        """A runner message (header, result, warning) as its own line."""
+        if self._partial:
+            self.finish()
+        stamp = self._stamp()
+        for line in plain(text.rstrip("\n").encode()).split(b"\n"):
+            self._put(stamp, b" ", RUNNER, SEPARATOR, line, b"\n")
+
+    def write(self, data: bytes) -> None:
+        if not data:
+            return
+        data = self._partial + data
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            self._partial = data
+            return
+        self._partial = data[cut + 1 :]
+        prefix = self._stamp() + b" " + self._label + SEPARATOR
+        # One C-level replace instead of a Python loop over lines (a 200 MB cell has millions of them).
+        body = plain(data[:cut])
+        if b"\r" in body:  # memchr first: the pty does not add CRs (no onlcr), so most output has none
+            body = body.replace(b"\r\n", b"\n")
+        self._put(prefix, body.replace(b"\n", b"\n" + prefix), b"\n")
+
+    def finish(self) -> None:
+        """End the current cell: write an unfinished last line and flush to disk."""
+        if self._partial:
+            self._put(self._stamp(), b" ", self._label, SEPARATOR, plain(self._partial), b"\n")
+            self._partial = b""
+        self._flush()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._flusher.join()
+        self.finish()
+        if self.error is None:
+            try:
+                os.fsync(self._fh.fileno())
+            except OSError as exc:
+                if exc.errno not in (22, 95):  # EINVAL / EOPNOTSUPP: a device or pipe, nothing to sync
+                    self._fail(exc)
+        with contextlib.suppress(OSError):
+            self._fh.close()
+
+    def _put(self, *parts: bytes) -> None:
+        if self.error is None:
+            try:
+                self._fh.writelines(parts)
+            except (OSError, ValueError) as exc:
+                self._fail(exc)
+
+    def _flush(self) -> None:
+        if self.error is None:
+            try:
+                self._fh.flush()
+            except (OSError, ValueError) as exc:
+                self._fail(exc)
+
+    def _fail(self, exc: Exception) -> None:
+        self.error = getattr(exc, "strerror", None) or str(exc)
+
+    def _flush_now_and_then(self) -> None:
+        while not self._stop.wait(FLUSH_S):
+            self._flush()
+
+    _second = -1
+    _prefix = b""
+
+    def _stamp(self) -> bytes:
+        # strftime once per second; the sub-second part is formatted by hand (it is on the hot path).
+        now = time.time()
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self._prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S").encode()
+        return self._prefix + b".%06dZ" % int((now - second) * 1e6)
+
+
+def transcript_label(label: str) -> bytes:
+    """A cell's label as it prefixes its transcript lines: one token, never the runner's own label."""
+    token = re.sub(r"\s", "_", label) or "_"
+    return b"cell-runner" if token.encode() == RUNNER else token.encode("utf-8", "surrogateescape")
+
+
+def split_line(line: bytes) -> tuple[bytes, bytes | None]:
+    """Split a transcript line into the prefix the runner wrote and the cell output after it.
+
+    Runner lines have no cell output (None). A line not in the transcript's format is all output.
+    """
+    end = line.find(SEPARATOR, STAMP_LEN + 1)
+    if end < 0 or line[STAMP_LEN : STAMP_LEN + 1] != b" " or b" " in line[STAMP_LEN + 1 : end]:
+        return b"", line
+    if line[STAMP_LEN + 1 : end] == RUNNER:
+        return line, None
+    return line[: end + len(SEPARATOR)], line[end + len(SEPARATOR) :]
+
+
+def transcript_tail(path: Path, label: str, n: int = 20, window: int = 64 << 10) -> tuple[str, ...]:
+    """The last ``n`` output lines of the cell ``label`` in the last ``window`` bytes of a transcript."""
+    try:
+        with open(path, "rb") as fh:
+            size = fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, size - window))
+            data = fh.read(window)
+    except OSError:
+        return ()
+    prefix = b" " + transcript_label(label) + SEPARATOR
+    lines = [ln[ln.find(prefix) + len(prefix) :] for ln in data.split(b"\n") if prefix in ln[: STAMP_LEN + len(prefix)]]
+    return tuple(ln.decode("utf-8", "replace") for ln in lines[-n:])
+
+
+def check_writable(path: Path, option: str) -> None:
+    """Refuse (one line, before anything runs) an output path that cannot be written."""
+    if path.is_dir():
+        raise RunbookError(f"{path}: is a directory ({option} needs a file path)")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunbookError(f"{path}: cannot create its folder for {option}: {exc.strerror}") from None
+    if path.exists() and not path.is_file():
+        return  # a device or pipe the operator chose (/dev/null): opened as is
+    # A real probe: permissions, a read-only file system or a full directory table all show here.
+    probe = path.with_name(f".{path.name}.{os.getpid()}.probe")
+    try:
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        os.unlink(probe)
+        if path.exists():
+            os.close(os.open(path, os.O_WRONLY | os.O_APPEND))
+    except OSError as exc:
+        raise RunbookError(f"{path}: cannot write ({option}): {exc.strerror}") from None
+
+
+def dump_json(data: Any) -> bytes:
+    """The JSON report's bytes: indented for people when small, compact (C encoder, ~10x faster) for
+    runs with many cells."""
+    cells = data.get("cells") if isinstance(data, dict) else None
+    indent = 2 if not isinstance(cells, list) or len(cells) <= 200 else None
+    return json.dumps(data, ensure_ascii=False, indent=indent).encode() + b"\n"
+
+
+def write_json(report: RunReport, path: Path) -> None:
+    """Write the JSON report atomically."""
+    atomic_write(path, dump_json(report.to_json()))
+
+
+def write_junit(report: RunReport, path: Path) -> None:
+    """Write a JUnit XML file: one testsuite for the run, one testcase per planned cell."""
+    suite = ET.Element(
+        "testsuite",
+        # One suite per target in a rollout: the name tells them apart in a CI view.
+        name=f"{report.runbook} [{report.target}]" if report.target else report.runbook,
+        tests=str(len(report.cells)),
+        failures=str(sum(c.status in (FAILED, TIMED_OUT, REFUSED, INTERRUPTED) for c in report.cells)),
+        skipped=str(sum(c.status == SKIPPED for c in report.cells)),
+        time=f"{(report.finished_at - report.started_at).total_seconds():.3f}",
+        timestamp=report.started_at.isoformat(),
+    )
+    if report.target:
+        suite.set("hostname", report.engine_host or "")
+        props = ET.SubElement(suite, "properties")
+        ET.SubElement(props, "property", name="target", value=report.target)
+        ET.SubElement(props, "property", name="engine_host", value=report.engine_host or "")
+    for cell in report.cells:
+        case = ET.SubElement(
+            suite,
+            "testcase",
+            classname=cell.section or report.runbook,
+            name=cell.label,
+            time=f"{cell.duration_s:.3f}",
+            file=report.runbook,
+            line=str(cell.line),
+        )
+        if cell.status == SKIPPED:
+            ET.SubElement(case, "skipped", message=f"when={cell.when}")
+        elif cell.status == REFUSED:
+            ET.SubElement(case, "failure", message="refused at the confirmation prompt (not run)", type=REFUSED)
+        elif cell.status != "passed":
+            message = f"{cell.status}" + (f" (exit {cell.exit_code})" if cell.exit_code is not None else "")
+            failure = ET.SubElement(case, "failure", message=message, type=cell.status)
+            failure.text = _xml_text("\n".join(cell.tail))
+    root = ET.Element("testsuites")
+    root.append(suite)
+    ET.indent(root)
+    atomic_write(path, ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n")
+
+
+_NOT_XML = re.compile("[\ufffe\uffff]")  # what XML 1.0 forbids beyond the control bytes plain() drops
+
+
+def _xml_text(text: str) -> str:
+    """Output may hold terminal escapes and other control bytes that XML 1.0 forbids: drop them."""
+    return _NOT_XML.sub("", plain(text.encode("utf-8", "surrogateescape")).decode("utf-8", "replace"))
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` in one step (a reader sees the old file or the new one)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
