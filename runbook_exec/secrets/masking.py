@@ -363,6 +363,16 @@ class _Blocks:
 
     def __init__(self, data: bytes) -> None:
         self.data = data
+        # The view of the whole equals the blocks' views joined (blocks are cut outside escape sequences);
+        # it costs two C calls, and most buffers have no hit, so the blocks are only made to map one back.
+        self.norm = normalise(data)
+        self._starts: list[int] = []
+        self._views: list[_View] = []
+        self._norm_starts: list[int] = []
+        self._whole: _View | None = None
+
+    def _blocks(self) -> None:
+        data = self.data
         cuts = [0]
         for pos in range(_BLOCK, len(data) - _BLOCK // 2, _BLOCK):
             cut = _before_sequence(data, pos)
@@ -372,10 +382,10 @@ class _Blocks:
         self._starts = cuts[:-1]
         self._views = [_View(data[a:b]) for a, b in itertools.pairwise(cuts)]
         self._norm_starts = list(itertools.accumulate((len(v.norm) for v in self._views), initial=0))[:-1]
-        self.norm = b"".join(v.norm for v in self._views)
-        self._whole: _View | None = None
 
     def orig(self, index: int) -> int:
+        if not self._views:
+            self._blocks()
         k = bisect.bisect_right(self._norm_starts, index) - 1
         return self._starts[k] + self._views[k].orig(index - self._norm_starts[k])
 
