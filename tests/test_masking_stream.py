@@ -228,3 +228,18 @@ def test_a_shape_token_cut_by_a_pause_is_masked_after_it() -> None:
     token = "sk-" + "A1b2C3d4E5f6G7h8I9j0K"
     out = stream.feed(b"key: sk-") + stream.release() + stream.feed(token[3:].encode() + b"\n") + stream.flush()
     assert token[3:].encode() not in out and out.startswith(b"key: sk-***"), out
+
+
+@pytest.mark.parametrize("start", [b"", b"sk-", b"eyJ", b"Bearer ", b"ghp_", b"-----BEGIN RSA PRIVATE KEY-----\n"])
+def test_a_long_line_is_never_held_whole(start: bytes) -> None:
+    """A line of megabytes that starts like a token is held back at most a bounded length (time linear in
+    the line, memory bounded); a shape match that long is decided as it stands."""
+    redactor = Redactor([Secret("K_TOKEN", "abcdefghijkl")])
+    stream = redactor.stream()
+    chunk = 64 << 10
+    out = [stream.feed(start)]
+    for _ in range(32):
+        out.append(stream.feed(b"x" * chunk))
+        assert stream.held <= masking._PATTERN_HOLD + chunk
+    out.append(stream.flush())
+    assert sum(map(len, out)) > 28 * chunk  # the match so far is one marker, the rest is shown

@@ -86,6 +86,10 @@ _SKIPPED_SET = frozenset(_SKIPPED)
 _WORD = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_") | frozenset(range(0x80, 0x100))
 _PREFIX_LEN = 4  # needles are at least this long; the partial-match search filters on this many bytes
 _CTX = 256  # original bytes kept before the unsent part, for word edges and look-behinds
+# A shape match still growing is held back up to this long (more than any token, and than a PEM block's
+# bound): beyond it, it is decided as it stands (masked if it matches), so a line of megabytes that starts
+# like a token costs linear time and bounded memory. Streamed output equals one-shot output below it.
+_PATTERN_HOLD = 64 << 10
 
 
 @dataclass(frozen=True)
@@ -710,6 +714,9 @@ class Redactor:
             return data[start:hold], hold
         spans.extend(span for _, _, span in named)
         regions = _merge(spans)
+        for a, b in regions:
+            if a < hold < b and b - a > _PATTERN_HOLD:
+                hold = b  # a match too long to hold is decided: what may start inside it goes with it
         moved = True
         while moved:
             moved = False
@@ -814,7 +821,7 @@ class Redactor:
         for idx, rel, _ in self._trigger_ac.find_matches_as_indexes(memoryview(data)[early:]):
             ts = rel + early
             for p in self._trigger_patterns[idx]:
-                if not final and p.viable.match(data, ts):
+                if not final and len(data) - ts <= _PATTERN_HOLD and p.viable.match(data, ts):
                     hold = min(hold, ts)
                     continue
                 found = p.span(data, ts)
