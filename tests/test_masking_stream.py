@@ -243,3 +243,10 @@ def test_a_long_line_is_never_held_whole(start: bytes) -> None:
         assert stream.held <= masking._PATTERN_HOLD + chunk
     out.append(stream.flush())
     assert sum(map(len, out)) > 28 * chunk  # the match so far is one marker, the rest is shown
+
+
+def test_a_shape_token_masked_at_a_pause_and_continued_after_it_is_one_marker() -> None:
+    stream = Redactor([]).stream()
+    out = stream.feed(b"Authorization: Bearer abcdefgh12") + stream.release()
+    out += stream.feed(b"34567890\nnext\n") + stream.flush()
+    assert out == b"Authorization: Bearer ***\nnext\n"

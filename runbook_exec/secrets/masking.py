@@ -33,7 +33,8 @@ a prefix of some form, an unfinished escape sequence, and a tail where a shape p
 tail go without waiting for the end: a tail that is a prefix of 4 or more characters of some form is shown as
 the marker, a shorter one as it is; if the rest of that secret arrives later it is masked all the same.
 Only then can the streamed output differ from the one-shot output (a marker for what turned out not to be a
-secret, or two markers where one-shot masking gives one).
+secret, or two markers where one-shot masking gives one), and for a shape match longer than
+:data:`_PATTERN_HOLD`, which is decided as it stands instead of held whole.
 """
 
 from __future__ import annotations
@@ -532,7 +533,9 @@ class MaskStream:
         early = self._early if self._early >= 0 else start
         tail = redactor._open_tail(buf[:end], start)
         out, _ = redactor._process(buf[:end], start, True, early, tail)
-        marked = tail is not None and out.endswith(MARKER + buf[tail[1] : end])
+        # Ends in a marker (perhaps followed by the whitespace after a released start): what continues it
+        # later joins that marker.
+        marked = out.endswith(MARKER) or (tail is not None and out.endswith(MARKER + buf[tail[1] : end]))
         if self._marked and out.startswith(MARKER):
             out = out[len(MARKER) :]
         lo = min(_before_sequence(buf, max(0, end - _CTX)), early)
