@@ -163,3 +163,90 @@ def test_large_buffers_are_viewed_block_by_block_exactly(seed: int) -> None:
         assert blocks.orig(index) == whole.orig(index)
     redactor = Redactor([Secret(f"K{i}", v) for i, v in enumerate(values_)])
     assert redactor.mask_bytes(data) == _stream(redactor, data, [4096])
+
+
+def _stream_with_releases(redactor: Redactor, data: bytes, sizes: list[int], quiet: list[bool]) -> bytes:
+    """Stream in chunks, the output going quiet (an idle release) after the chunks ``quiet`` marks."""
+    stream = redactor.stream()
+    out, pos, i = [], 0, 0
+    while pos < len(data):
+        size = sizes[i % len(sizes)]
+        out.append(stream.feed(data[pos : pos + size]))
+        if quiet[i % len(quiet)]:
+            out.append(stream.release())
+        pos += size
+        i += 1
+    out.append(stream.flush())
+    return b"".join(out)
+
+
+@settings(
+    max_examples=3000,
+    derandomize=True,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
+)
+@given(cases(), st.lists(st.booleans(), min_size=1, max_size=8))
+def test_idle_releases_never_reveal_a_value(case: tuple[list[str], bytes, list[int]], quiet: list[bool]) -> None:
+    """Released early, in any chunks with pauses anywhere: no value of 8+ characters ever appears in any of
+    its forms, and a value cut by a pause shows no more than its first 3 characters."""
+    values_, data, sizes = case
+    secrets = [Secret(f"K{i}", v) for i, v in enumerate(values_)]
+    redactor = Redactor(secrets)
+    out = _stream_with_releases(redactor, data, sizes, quiet)
+    long_keys = {f"K{i}" for i, v in enumerate(values_) if not whole_word_only(v)}
+    assert not long_keys & set(redactor.leaks(out))
+    # Without a pause it is the plain stream again.
+    assert _stream_with_releases(redactor, data, sizes, [False]) == redactor.mask_bytes(data)
+
+
+@pytest.mark.parametrize("cut", [1, 3, 4, 6, 10])
+def test_a_value_cut_by_a_pause_never_shows(cut: int) -> None:
+    value = "".join(random.Random(cut).choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(16))
+    redactor = Redactor([Secret("K_TOKEN", value)])
+    stream = redactor.stream()
+    shown = [stream.feed(b"prompt> " + value[:cut].encode()), stream.release(), stream.release()]
+    shown += [stream.feed(value[cut:].encode() + b" tail\n"), stream.flush()]
+    out = b"".join(shown)
+    head = value[:cut].encode() if cut < 4 else b"***"
+    assert out == b"prompt> " + head + b"*** tail\n"[3 if cut >= 4 else 0 :], out
+    assert shown[0] + shown[1] == b"prompt> " + head  # released at the pause, not at the end
+
+
+def test_a_pause_inside_a_short_value_keeps_its_word_edge() -> None:
+    redactor = Redactor([Secret("K_PASSWORD", "hunter2")])
+    stream = redactor.stream()
+    out = stream.feed(b"x hunt") + stream.release() + stream.feed(b"er2") + stream.release()
+    out += stream.feed(b" y hunter22\n") + stream.flush()
+    assert out == b"x *** y hunter22\n"
+
+
+def test_a_shape_token_cut_by_a_pause_is_masked_after_it() -> None:
+    redactor = Redactor([])
+    stream = redactor.stream()
+    token = "sk-" + "A1b2C3d4E5f6G7h8I9j0K"
+    out = stream.feed(b"key: sk-") + stream.release() + stream.feed(token[3:].encode() + b"\n") + stream.flush()
+    assert token[3:].encode() not in out and out.startswith(b"key: sk-***"), out
+
+
+@pytest.mark.parametrize("start", [b"", b"sk-", b"eyJ", b"Bearer ", b"ghp_", b"-----BEGIN RSA PRIVATE KEY-----\n"])
+def test_a_long_line_is_never_held_whole(start: bytes) -> None:
+    """A line of megabytes that starts like a token is held back at most a bounded length (time linear in
+    the line, memory bounded); a shape match that long is decided as it stands."""
+    redactor = Redactor([Secret("K_TOKEN", "abcdefghijkl")])
+    stream = redactor.stream()
+    chunk = 64 << 10
+    out = [stream.feed(start)]
+    for _ in range(32):
+        out.append(stream.feed(b"x" * chunk))
+        assert stream.held <= masking._PATTERN_HOLD + chunk
+    out.append(stream.flush())
+    assert sum(map(len, out)) > 28 * chunk  # the match so far is one marker, the rest is shown
+
+
+def test_a_shape_token_masked_at_a_pause_and_continued_after_it_is_one_marker() -> None:
+    stream = Redactor([]).stream()
+    out = stream.feed(b"Authorization: Bearer abcdefgh12") + stream.release()
+    out += stream.feed(b"34567890\nnext\n") + stream.flush()
+    assert out == b"Authorization: Bearer ***\nnext\n"

@@ -62,7 +62,8 @@ class Transcript:
         path.parent.mkdir(parents=True, exist_ok=True)
         # 64 KiB: a busy cell costs one write per 64 KiB instead of one per pty read; finish() flushes.
         self._fh: BinaryIO = open(path, "wb", buffering=64 << 10)  # noqa: SIM115 - kept open for the whole run
-        self._partial = b""
+        self._open = False  # a line of the current cell is begun in the file (its prefix is written)
+        self._cr = b""  # a CR at the end of the last write: with an LF after it, it is a line end
         self._label = b""
         # A cell that prints a line and then waits (a hung deploy) must not keep that line in memory: after
         # kill -9 the transcript is what the operator and the aborted run's record read.
@@ -75,33 +76,43 @@ class Transcript:
 
     def note(self, text: str) -> None:
         """A runner message (header, result, warning) as its own line."""
-        if self._partial:
+        if self._open or self._cr:
             self.finish()
         stamp = self._stamp()
         for line in plain(text.rstrip("\n").encode()).split(b"\n"):
             self._put(stamp, b" ", RUNNER, SEPARATOR, line, b"\n")
 
     def write(self, data: bytes) -> None:
+        """Cell output, already masked. Written as it comes, an unfinished line too: a line never waits in
+        memory (a long line without newline costs linear time and no memory; a cell that prints and then
+        hangs has its last words on disk). The masker never cuts an escape sequence, so dropping control
+        bytes chunk by chunk gives what dropping them from the whole would."""
         if not data:
             return
-        data = self._partial + data
-        cut = data.rfind(b"\n")
-        if cut < 0:
-            self._partial = data
-            return
-        self._partial = data[cut + 1 :]
-        prefix = self._stamp() + b" " + self._label + SEPARATOR
-        # One C-level replace instead of a Python loop over lines (a 200 MB cell has millions of them).
-        body = plain(data[:cut])
+        if self._cr:
+            data, self._cr = self._cr + data, b""
+        if data.endswith(b"\r"):
+            data, self._cr = data[:-1], b"\r"
+            if not data:
+                return
+        body = plain(data)
         if b"\r" in body:  # memchr first: the pty does not add CRs (no onlcr), so most output has none
             body = body.replace(b"\r\n", b"\n")
-        self._put(prefix, body.replace(b"\n", b"\n" + prefix), b"\n")
+        ends = body.endswith(b"\n")
+        if ends:
+            body = body[:-1]
+        first = b"" if self._open else self._stamp() + b" " + self._label + SEPARATOR
+        if b"\n" in body:
+            # One C-level replace instead of a Python loop over lines (a 200 MB cell has millions of them).
+            body = body.replace(b"\n", b"\n" + self._stamp() + b" " + self._label + SEPARATOR)
+        self._put(first, body, b"\n" if ends else b"")
+        self._open = not ends
 
     def finish(self) -> None:
-        """End the current cell: write an unfinished last line and flush to disk."""
-        if self._partial:
-            self._put(self._stamp(), b" ", self._label, SEPARATOR, plain(self._partial), b"\n")
-            self._partial = b""
+        """End the current cell: end an unfinished last line and flush to disk."""
+        if self._open or self._cr:
+            self._put(b"" if self._open else self._stamp() + b" " + self._label + SEPARATOR, b"\n")
+            self._open, self._cr = False, b""
         self._flush()
 
     def close(self) -> None:

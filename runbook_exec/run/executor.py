@@ -383,7 +383,9 @@ class Executor:
         return any(re.search(rf"\b{re.escape(name)}\b", source) for name in self._functions)
 
     def _emit(self, stream: MaskStream, capture: Capture, data: bytes) -> None:
-        masked = stream.feed(data)
+        # b"": the shell's idle tick (the cell has been silent for a moment): a held tail is released then,
+        # so a prompt or a line without newline never waits for more output.
+        masked = stream.feed(data) if data else stream.release()
         if masked:
             self._deliver(capture, masked)
 

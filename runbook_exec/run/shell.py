@@ -726,12 +726,7 @@ class BashSession:
                         return _Outcome(stall)
                 continue
             if master in ready:
-                try:
-                    chunk = os.read(master, 65536)
-                except BlockingIOError:
-                    chunk = None
-                except OSError:
-                    chunk = b""  # EIO: nothing holds the pty any more
+                chunk = _read_burst(master)
                 if chunk:
                     quiet_since = time.monotonic()
                     if not pending and b"\x1e" not in chunk:
@@ -898,6 +893,39 @@ def _partial_suffix(data: bytes, marker: bytes) -> int:
         return 0
     tail = data[last:]
     return len(tail) if marker.startswith(tail) else 0
+
+
+_BURST = 256 << 10  # at most this much is read in one go before it is passed on
+
+
+def _read_burst(fd: int) -> bytes | None:
+    """What the pty holds right now, up to about :data:`_BURST` bytes; None when it holds nothing, b"" when
+    nothing holds it any more (EIO).
+
+    A pty read returns at most 4 KiB; reading on until it is empty, without a select() in between, hands
+    the masker, the terminal and the transcript one block per burst instead of one per 4 KiB (the cost of
+    a busy cell is mostly per call). It never waits for more, so a quiet cell's last bytes are not delayed.
+    """
+    parts: list[bytes] = []
+    size = 0
+    while size < _BURST:
+        try:
+            chunk = os.read(fd, 65536)
+        except BlockingIOError:
+            break
+        except OSError:
+            if parts:
+                break  # passed on now; the next read reports EIO again
+            return b""
+        if not chunk:
+            if parts:
+                break
+            return b""
+        parts.append(chunk)
+        size += len(chunk)
+    if not parts:
+        return None
+    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 def _drain(fd: int) -> bytes:

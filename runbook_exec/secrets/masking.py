@@ -29,7 +29,12 @@ triggers in the original bytes.
 
 Streaming holds back only what could still become a match: the longest tail of the normalised view that is
 a prefix of some form, an unfinished escape sequence, and a tail where a shape pattern could still match.
-Nothing is released because time passed; ``flush()`` at the end of a cell releases the rest.
+``flush()`` at the end of a cell releases the rest. When the output goes quiet, ``release()`` lets the held
+tail go without waiting for the end: a tail that is a prefix of 4 or more characters of some form is shown as
+the marker, a shorter one as it is; if the rest of that secret arrives later it is masked all the same.
+Only then can the streamed output differ from the one-shot output (a marker for what turned out not to be a
+secret, or two markers where one-shot masking gives one), and for a shape match longer than
+:data:`_PATTERN_HOLD`, which is decided as it stands instead of held whole.
 """
 
 from __future__ import annotations
@@ -82,6 +87,10 @@ _SKIPPED_SET = frozenset(_SKIPPED)
 _WORD = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_") | frozenset(range(0x80, 0x100))
 _PREFIX_LEN = 4  # needles are at least this long; the partial-match search filters on this many bytes
 _CTX = 256  # original bytes kept before the unsent part, for word edges and look-behinds
+# A shape match still growing is held back up to this long (more than any token, and than a PEM block's
+# bound): beyond it, it is decided as it stands (masked if it matches), so a line of megabytes that starts
+# like a token costs linear time and bounded memory. Streamed output equals one-shot output below it.
+_PATTERN_HOLD = 64 << 10
 
 
 @dataclass(frozen=True)
@@ -359,6 +368,16 @@ class _Blocks:
 
     def __init__(self, data: bytes) -> None:
         self.data = data
+        # The view of the whole equals the blocks' views joined (blocks are cut outside escape sequences);
+        # it costs two C calls, and most buffers have no hit, so the blocks are only made to map one back.
+        self.norm = normalise(data)
+        self._starts: list[int] = []
+        self._views: list[_View] = []
+        self._norm_starts: list[int] = []
+        self._whole: _View | None = None
+
+    def _blocks(self) -> None:
+        data = self.data
         cuts = [0]
         for pos in range(_BLOCK, len(data) - _BLOCK // 2, _BLOCK):
             cut = _before_sequence(data, pos)
@@ -368,10 +387,10 @@ class _Blocks:
         self._starts = cuts[:-1]
         self._views = [_View(data[a:b]) for a, b in itertools.pairwise(cuts)]
         self._norm_starts = list(itertools.accumulate((len(v.norm) for v in self._views), initial=0))[:-1]
-        self.norm = b"".join(v.norm for v in self._views)
-        self._whole: _View | None = None
 
     def orig(self, index: int) -> int:
+        if not self._views:
+            self._blocks()
         k = bisect.bisect_right(self._norm_starts, index) - 1
         return self._starts[k] + self._views[k].orig(index - self._norm_starts[k])
 
@@ -471,6 +490,10 @@ class MaskStream:
         self._redactor = redactor
         self._ctx = b""  # already emitted original bytes (context only); starts outside any escape sequence
         self._held = b""
+        # Where (in ``_ctx``) the bytes released by :meth:`release` begin, or -1. Until the stream has moved
+        # past them, matches that begin there are still looked for, and their part after it is masked.
+        self._early = -1
+        self._marked = False  # the last release ended with a marker (a continuation joins it)
 
     @property
     def held(self) -> int:
@@ -487,11 +510,53 @@ class MaskStream:
         """Release everything held back (end of cell / end of stream)."""
         out = self._step(self._ctx + self._held, final=True)
         self._ctx = b""
+        self._early = -1
+        return out
+
+    def release(self) -> bytes:
+        """The output went quiet: release what is held, without revealing the start of a secret.
+
+        A held tail that is a prefix of at least :data:`_PREFIX_LEN` characters of some form becomes the
+        marker; a shorter one (a prompt's ``$ `` that happens to begin a form) is shown as it is. Complete
+        matches in the held bytes are masked as at the end of the stream. An unfinished escape sequence stays
+        held (a terminal shows nothing of it either). If the rest of a secret arrives later, it is still masked:
+        matches that begin in the released bytes keep being found until the stream has moved past them.
+        """
+        if not self._held:
+            return b""
+        redactor = self._redactor
+        buf = self._ctx + self._held
+        start = len(self._ctx)
+        end = redactor._unfinished(buf, start)
+        if end == start:
+            return b""
+        early = self._early if self._early >= 0 else start
+        tail = redactor._open_tail(buf[:end], start)
+        out, _ = redactor._process(buf[:end], start, True, early, tail)
+        # Ends in a marker (perhaps followed by the whitespace after a released start): what continues it
+        # later joins that marker.
+        marked = out.endswith(MARKER) or (tail is not None and out.endswith(MARKER + buf[tail[1] : end]))
+        if self._marked and out.startswith(MARKER):
+            out = out[len(MARKER) :]
+        lo = min(_before_sequence(buf, max(0, end - _CTX)), early)
+        self._ctx = buf[lo:end]
+        self._held = buf[end:]
+        self._early = early - lo
+        self._marked = marked
         return out
 
     def _step(self, buf: bytes, final: bool) -> bytes:
         start = len(self._ctx)
-        out, cut = self._redactor._process(buf, start, final)
+        early = self._early if self._early >= 0 else start
+        out, cut = self._redactor._process(buf, start, final, early)
+        if self._marked and out.startswith(MARKER) and early < start:
+            out = out[len(MARKER) :]  # the rest of what the last release already showed as a marker
+        if self._early >= 0 and cut == start and not final:
+            # Nothing new is decided yet (the released bytes may still begin a match): keep them in view.
+            self._held = buf[cut:]
+            return out
+        self._early = -1
+        self._marked = False
         # Start the context outside an escape sequence, so it normalises the same, and before the one it
         # would cut, so a word edge behind that sequence is still seen.
         lo = _before_sequence(buf, max(0, cut - _CTX))
@@ -598,21 +663,52 @@ class Redactor:
 
     # -- the scanner --------------------------------------------------------------------------------------
 
-    def _process(self, data: bytes, start: int, final: bool) -> tuple[bytes, int]:
-        """Mask ``data[start:]``; returns the output and how far (into ``data``) it reaches."""
-        esc = -1 if final else data.rfind(b"\x1b", max(start, len(data) - _SEQUENCE_MAX))
-        if esc >= 0:
-            # An unfinished escape sequence at the end is held, and the rest is scanned without it: its
-            # bytes would otherwise count as text and break a value that continues after it. It starts at
-            # the last ESC, or at the one before when that last ESC may begin an OSC's closing ESC \\.
-            if esc == len(data) - 1:
-                before = data.rfind(b"\x1b", max(start, len(data) - _SEQUENCE_MAX), esc)
-                if before >= 0 and _UNFINISHED_RE.match(data, before):
-                    esc = before
-            if _UNFINISHED_RE.match(data, esc):
-                data = data[:esc]
-        spans, hold = self._literal_spans(data, start, final)
-        named, pattern_hold = self._pattern_spans(data, start, final)
+    def _unfinished(self, data: bytes, start: int) -> int:
+        """Where an unfinished escape sequence at the end of ``data[start:]`` begins (``len(data)``: none).
+
+        It is held, and the rest is scanned without it: its bytes would otherwise count as text and break a
+        value that continues after it. It starts at the last ESC, or at the one before when that last ESC may
+        begin an OSC's closing ESC \\.
+        """
+        esc = data.rfind(b"\x1b", max(start, len(data) - _SEQUENCE_MAX))
+        if esc < 0:
+            return len(data)
+        if esc == len(data) - 1:
+            before = data.rfind(b"\x1b", max(start, len(data) - _SEQUENCE_MAX), esc)
+            if before >= 0 and _UNFINISHED_RE.match(data, before):
+                esc = before
+        return esc if _UNFINISHED_RE.match(data, esc) else len(data)
+
+    def _open_tail(self, data: bytes, start: int) -> tuple[int, int] | None:
+        """The span (from ``start`` on) of a tail of ``data`` that is a prefix of at least
+        :data:`_PREFIX_LEN` normalised bytes of some form (counted from where that prefix begins), up to
+        its last byte in the normalised view (whitespace after it is not part of it), if there is one."""
+        if self._prefix_ac is None:
+            return None
+        norm = _view(data).norm
+        partial = self._partial(norm)
+        if partial is None or len(norm) - partial < _PREFIX_LEN:
+            return None
+        pos = max(_tail_position(data, len(norm) - partial), start)
+        end = _tail_position(data, 1) + 1
+        return (pos, end) if pos < end else None
+
+    def _process(
+        self, data: bytes, start: int, final: bool, early: int | None = None, tail: tuple[int, int] | None = None
+    ) -> tuple[bytes, int]:
+        """Mask ``data[start:]``; returns the output and how far (into ``data``) it reaches.
+
+        ``data[early:start]`` (``early`` <= ``start``) was shown before it was decided (an idle release):
+        matches that begin there are still found and their part from ``start`` on is masked. ``tail``: a
+        span masked as well (a released possible start of a secret).
+        """
+        early = start if early is None else early
+        if not final:
+            data = data[: self._unfinished(data, start)]
+        spans, hold = self._literal_spans(data, start, final, early)
+        named, pattern_hold = self._pattern_spans(data, start, final, early)
+        if tail is not None:
+            spans.append(tail)
         hold = max(min(hold, pattern_hold), start)
         if not spans and not named:
             # The usual chunk: nothing to mask, at most a possible start held back (outside any sequence).
@@ -621,15 +717,18 @@ class Redactor:
             return data[start:hold], hold
         spans.extend(span for _, _, span in named)
         regions = _merge(spans)
+        for a, b in regions:
+            if a < hold < b and b - a > _PATTERN_HOLD:
+                hold = b  # a match too long to hold is decided: what may start inside it goes with it
         moved = True
         while moved:
             moved = False
             for a, b in regions:
-                if a < hold < b:  # a marker is never split: hold its whole region back
-                    hold, moved = a, True
+                if a < hold < b and hold > start:  # a marker is never split: hold its whole region back
+                    hold, moved = max(a, start), True
             for _, ts, (a, _b) in named:
-                if ts < hold <= a:  # only a held trigger lets the next round find this match again
-                    hold, moved = ts, True
+                if ts < hold <= a and hold > start:  # only a held trigger lets the next round find it again
+                    hold, moved = max(ts, start), True
             # Never cut inside an escape sequence (a trigger can stand in an OSC's hyperlink): the next
             # round must parse its bytes the way a one-shot pass does.
             outside = _before_sequence(data, hold) if start < hold < len(data) else hold
@@ -646,7 +745,7 @@ class Redactor:
         out += data[pos:hold]
         return bytes(out), hold
 
-    def _literal_spans(self, data: bytes, start: int, final: bool) -> tuple[list[tuple[int, int]], int]:
+    def _literal_spans(self, data: bytes, start: int, final: bool, early: int) -> tuple[list[tuple[int, int]], int]:
         spans: list[tuple[int, int]] = []
         hold = len(data)
         if self._finder is None or self._prefix_ac is None:
@@ -656,7 +755,7 @@ class Redactor:
         for idx, (a, b) in self._hits(where, final):
             # A whole-word hit that began in what was already sent was judged (and refused) by the round
             # that sent it, with its left edge in view; with less context now, it is not judged again.
-            if b > start and (a >= start or not self._whole_word[idx]):
+            if b > start and (a >= early or not self._whole_word[idx]):
                 spans.append((max(a, start), b))
         if not final:
             partial = self._partial(norm)
@@ -715,25 +814,25 @@ class Redactor:
         return False
 
     def _pattern_spans(
-        self, data: bytes, start: int, final: bool
+        self, data: bytes, start: int, final: bool, early: int
     ) -> tuple[list[tuple[str, int, tuple[int, int]]], int]:
         """Shape-pattern matches as ``(name, trigger position, span)`` and the hold point they need."""
         spans: list[tuple[str, int, tuple[int, int]]] = []
         hold = len(data)
         if self._trigger_ac is None:
             return spans, hold
-        for idx, rel, _ in self._trigger_ac.find_matches_as_indexes(memoryview(data)[start:]):
-            ts = rel + start
+        for idx, rel, _ in self._trigger_ac.find_matches_as_indexes(memoryview(data)[early:]):
+            ts = rel + early
             for p in self._trigger_patterns[idx]:
-                if not final and p.viable.match(data, ts):
+                if not final and len(data) - ts <= _PATTERN_HOLD and p.viable.match(data, ts):
                     hold = min(hold, ts)
                     continue
                 found = p.span(data, ts)
-                if found is not None and found[1] > found[0]:
-                    spans.append((p.name, ts, found))
+                if found is not None and found[1] > max(found[0], start):
+                    spans.append((p.name, ts, (max(found[0], start), found[1])))
         if not final:
             # The earliest start of a tail that is a proper prefix of a trigger (a trie regex: one C call).
-            tail = self._trigger_tail.search(data, max(start, len(data) - self._trigger_max + 1))
+            tail = self._trigger_tail.search(data, max(early, len(data) - self._trigger_max + 1))
             if tail is not None:
                 hold = min(hold, tail.start())
         return spans, hold
