@@ -212,8 +212,74 @@ def _base64_forms(raw: bytes) -> set[bytes]:
     return out
 
 
+def _cat_v(raw: bytes, tabs: bool) -> bytes:
+    """``cat -v`` (``tabs``: ``cat -A``/``-T``) notation: ``^X`` for control bytes, ``M-`` for high bytes."""
+    out = bytearray()
+    for b in raw:
+        if b >= 0x80:
+            out += b"M-"
+            b -= 0x80
+        if (b == 0x09 and not tabs) or b == 0x0A:
+            out.append(b)
+        elif b < 0x20:
+            out += b"^" + bytes([b + 0x40])
+        elif b == 0x7F:
+            out += b"^?"
+        else:
+            out.append(b)
+    return bytes(out)
+
+
+_C_ESCAPES = (("\\", "\\\\"), ("'", "\\'"), ('"', '\\"'), ("\t", "\\t"), ("\n", "\\n"))
+_C_UNESCAPE = re.compile(r"\\([\\'\"tn])")
+_C_UNESCAPED = {"\\": "\\", "'": "'", '"': '"', "t": "\t", "n": "\n"}
+
+
+def _backslash_forms(value: str) -> set[str]:
+    """C-style backslash escapes (``\\\\``, ``\\'``, ``\\"``, ``\\t``, ``\\n``) each alone and all together, both
+    ways: the value escaped, and a value registered with escapes printed unescaped."""
+    out = set()
+    combined = value
+    for plain, escaped in _C_ESCAPES:
+        out.add(value.replace(plain, escaped))
+        combined = combined.replace(plain, escaped)
+    out.add(combined)
+    for plain, escaped in _C_ESCAPES:
+        out.add(value.replace(escaped, plain))
+    out.add(_C_UNESCAPE.sub(lambda m: _C_UNESCAPED[m.group(1)], value))
+    return out
+
+
+def _entity_forms(value: str) -> set[str]:
+    """XML / HTML character references for quotes (``&apos;``, ``&#39;``, ``&#x27;``, ``&quot;``, ``&#34;``), with
+    and without ``&``, ``<``, ``>`` escaped."""
+    if "'" not in value and '"' not in value:
+        return set()
+    escaped = value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return {
+        base.replace('"', quot).replace("'", apos)
+        for base in (value, escaped)
+        for apos in ("&apos;", "&#39;", "&#x27;")
+        for quot in ("&quot;", "&#34;")
+    }
+
+
+def _line_forms(line: str) -> set[bytes]:
+    """The forms of one line of a multi-line value: as printed, under ``cat -v``/``cat -A``, JSON-escaped.
+    The other forms escape the line breaks too, so the whole value's forms already hold them."""
+    raw = line.encode("utf-8", "surrogateescape")
+    json_ascii = json.dumps(line)[1:-1]
+    texts = {json_ascii, json_ascii.replace("/", "\\/"), json.dumps(line, ensure_ascii=False)[1:-1]}
+    out = {raw, _cat_v(raw, False), _cat_v(raw, True)} | {t.encode("utf-8", "surrogateescape") for t in texts}
+    return {n for n in (normalise(f) for f in out) if len(n) >= _PREFIX_LEN}
+
+
 def forms(value: str, *, with_base64: bool = True) -> set[bytes]:
-    """Every printed form of ``value``, in the normalised view (see :func:`normalise`)."""
+    """Every printed form of ``value``, in the normalised view (see :func:`normalise`).
+
+    ``with_base64`` adds the encodings that change every character (base64, hex), which short values, matched
+    only as whole words, go without.
+    """
     variants = {value}
     if "\n" in value or "\r" in value:
         lines = value.replace("\r\n", "\n")
@@ -223,6 +289,7 @@ def forms(value: str, *, with_base64: bool = True) -> set[bytes]:
     for v in variants:
         raw = v.encode("utf-8", "surrogateescape")
         raws.add(raw)
+        raws |= {_cat_v(raw, False), _cat_v(raw, True)}  # cat -v, cat -A
         json_ascii = json.dumps(v)[1:-1]
         url = {quote(v, safe=""), quote(v), quote_plus(v), quote(v, safe="!'()*"), quote_plus(v, safe="/")}
         texts |= {
@@ -233,6 +300,8 @@ def forms(value: str, *, with_base64: bool = True) -> set[bytes]:
             repr(v)[1:-1],
             repr(raw)[2:-1],
             v.replace("'", "'\\''"),  # set -x: 'ab'\''cd'
+            v.replace("'", "'\"'\"'"),  # shlex.quote: 'ab'"'"'cd'
+            v.replace("'", "''"),  # YAML single-quoted (docker compose config), SQL
             _printf_q(v),
             re.sub(r'(["$`\\])', r"\\\1", v),  # declare -p: "ab\"cd\$ef"
             _ansi_c(v, False),
@@ -240,6 +309,8 @@ def forms(value: str, *, with_base64: bool = True) -> set[bytes]:
             v.replace("$", "$$"),  # docker compose config
             html.escape(v),
             html.escape(v, quote=False),
+            *_entity_forms(v),
+            *_backslash_forms(v),
             *url,
             *(_lower_hex(u) for u in url),
         }
@@ -248,7 +319,52 @@ def forms(value: str, *, with_base64: bool = True) -> set[bytes]:
         for raw in raws:
             out |= _base64_forms(raw)
             out |= _base64_forms(raw + b"\n") - _base64_forms(raw)  # `echo "$K" | base64`: same cores
+            # xxd -p, od -An -tx1, hexdump: the view drops their spaces and line breaks
+            out |= {raw.hex().encode(), raw.hex().upper().encode()}
+        # The value's base64 with its first one or two bytes dropped, printed whole: how a masker that
+        # registers shifted base64 (GitHub Actions) sees a value at offset 1 or 2 of a longer stream.
+        for shift in (1, 2):
+            encoded = base64.b64encode(value.encode("utf-8", "surrogateescape")[shift:])
+            out |= {encoded, encoded.translate(bytes.maketrans(b"+/", b"-_"))}
     return {n for n in (normalise(f) for f in out) if len(n) >= _PREFIX_LEN}
+
+
+def parts(value: str) -> tuple[tuple[str, bool], ...]:
+    """The strings masked for one value, each with whether it is a line of it: the value itself; without its
+    surrounding quotes when it has them (``"..."`` / ``'...'``); and, for a multi-line value, each of its lines
+    (stripped), so a line printed on its own, behind a prefix (``docker compose logs``, ``nl``,
+    ``sed 's/^/> /'``) or marked up (``cat -A``) is still found. Each part is masked by the short-value policy
+    of its own length; a part under :data:`SHORT_MIN` characters, or ``true``/``false``, is not one."""
+    out: dict[str, bool] = {value: False}
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+        out.setdefault(value[1:-1], False)
+    if "\n" in value or "\r" in value:
+        for line in re.split(r"\r\n|\r|\n", value):
+            out.setdefault(line.strip(), True)
+    return tuple(
+        (text, line)
+        for text, line in out.items()
+        if text == value or (_usable(text) and text.lower() not in ("true", "false"))
+    )
+
+
+def _usable(text: str) -> bool:
+    return len(normalise(text.encode("utf-8", "surrogateescape"))) >= SHORT_MIN
+
+
+def needles(value: str) -> dict[bytes, bool]:
+    """Every form searched for one secret value, each with whether it is matched only as a whole word.
+
+    A form is matched anywhere only when its part (see :func:`parts`) is long enough and the form itself,
+    in the normalised view, has at least :data:`WORD_MIN` bytes; a form found both ways is matched anywhere.
+    """
+    out: dict[bytes, bool] = {}
+    for part, line in parts(value):
+        whole_word = whole_word_only(part)
+        for form in _line_forms(part) if line else forms(part, with_base64=not whole_word):
+            word = whole_word or len(form) < WORD_MIN
+            out[form] = out.get(form, True) and word
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -519,8 +635,7 @@ class Redactor:
         keys: dict[bytes, set[str]] = {}
         anywhere: set[bytes] = set()
         for s in self.secrets:
-            whole_word = whole_word_only(s.value)
-            for form in forms(s.value, with_base64=not whole_word):
+            for form, whole_word in needles(s.value).items():
                 keys.setdefault(form, set()).add(s.key)
                 if not whole_word:
                     anywhere.add(form)
