@@ -215,10 +215,10 @@ def _base64_forms(raw: bytes) -> set[bytes]:
 def _cat_v(raw: bytes, tabs: bool) -> bytes:
     """``cat -v`` (``tabs``: ``cat -A``/``-T``) notation: ``^X`` for control bytes, ``M-`` for high bytes."""
     out = bytearray()
-    for b in raw:
-        if b >= 0x80:
+    for byte in raw:
+        if byte >= 0x80:
             out += b"M-"
-            b -= 0x80
+        b = byte & 0x7F
         if (b == 0x09 and not tabs) or b == 0x0A:
             out.append(b)
         elif b < 0x20:
