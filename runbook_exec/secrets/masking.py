@@ -135,6 +135,21 @@ def classify(
     return Classification(tuple(secrets), tuple(warnings), tuple(refused))
 
 
+def inherited(environ: Mapping[str, str]) -> tuple[Secret, ...]:
+    """Values of inherited environment variables whose names mark them secret (:func:`is_secret_name`): CI
+    systems pass secrets this way, and every cell sees them. The short-value policy applies, without a word:
+    a value that cannot be masked (under 4 characters, ``true``/``false``, whitespace only) is left out, as it
+    came from no input of the run's own."""
+    return tuple(
+        Secret(key, value)
+        for key, value in sorted(environ.items())
+        if is_secret_name(key)
+        and len(value) >= SHORT_MIN
+        and value.lower() not in ("true", "false")
+        and len(normalise(value.encode("utf-8", "surrogateescape"))) >= SHORT_MIN
+    )
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Forms of a value
 
