@@ -43,7 +43,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote, quote_plus, unquote
 
 import ahocorasick_rs
 
@@ -344,15 +344,23 @@ def forms(value: str, *, with_base64: bool = True) -> set[bytes]:
     return {n for n in (normalise(f) for f in out) if len(n) >= _PREFIX_LEN}
 
 
+_URL_PASSWORD = re.compile(r"(?<![^\s\"'=])(?:[A-Za-z][A-Za-z0-9+.-]{0,31}:)?//[^\s/?#@:]*:([^\s/?#@]+)@")
+
+
 def parts(value: str) -> tuple[tuple[str, bool], ...]:
     """The strings masked for one value, each with whether it is a line of it: the value itself; without its
     surrounding quotes when it has them (``"..."`` / ``'...'``); and, for a multi-line value, each of its lines
     (stripped), so a line printed on its own, behind a prefix (``docker compose logs``, ``nl``,
-    ``sed 's/^/> /'``) or marked up (``cat -A``) is still found. Each part is masked by the short-value policy
+    ``sed 's/^/> /'``) or marked up (``cat -A``) is still found; the password of a URL in it
+    (``scheme://user:PASSWORD@host``). Each part is masked by the short-value policy
     of its own length; a part under :data:`SHORT_MIN` characters, or ``true``/``false``, is not one."""
     out: dict[str, bool] = {value: False}
     if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
         out.setdefault(value[1:-1], False)
+    for password in _URL_PASSWORD.findall(value):
+        # The password of a URL-valued secret (a proxy, a DSN) is printed on its own too.
+        out.setdefault(password, False)
+        out.setdefault(unquote(password), False)
     if "\n" in value or "\r" in value:
         for line in re.split(r"\r\n|\r|\n", value):
             out.setdefault(line.strip(), True)

@@ -227,14 +227,11 @@ SECRET_PATTERNS: tuple[SecretPattern, ...] = (
     ),
     SecretPattern(
         name="url-password",
-        description="password in a URL (scheme://user:PASSWORD@host)",
-        triggers=(b"://",),
-        regex=re.compile(rb"://[^\s/?#@:]{0,%d}:(?P<secret>[^\s/?#@]{1,%d})@" % (_TOKEN_MAX, _URL_PASSWORD_MAX)),
-        viable=re.compile(
-            rb"(?:"
-            + _prefixes(b"://")
-            + rb"|://[^\s/?#@:]{0,%d}(?::[^\s/?#@]{0,%d})?)\Z" % (_TOKEN_MAX, _URL_PASSWORD_MAX)
-        ),
+        description="password in a URL (scheme://user:PASSWORD@host, //user:PASSWORD@host)",
+        # Triggered by the ``//`` of a scheme or of a scheme-relative URL.
+        triggers=(b"//",),
+        regex=re.compile(rb"//[^\s/?#@:]{0,%d}:(?P<secret>[^\s/?#@]{1,%d})@" % (_TOKEN_MAX, _URL_PASSWORD_MAX)),
+        viable=re.compile(rb"(?:/|//[^\s/?#@:]{0,%d}(?::[^\s/?#@]{0,%d})?)\Z" % (_TOKEN_MAX, _URL_PASSWORD_MAX)),
         group="secret",
     ),
 )
