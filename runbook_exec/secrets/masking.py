@@ -246,22 +246,26 @@ def _cat_v(raw: bytes, tabs: bool) -> bytes:
 
 
 _C_ESCAPES = (("\\", "\\\\"), ("'", "\\'"), ('"', '\\"'), ("\t", "\\t"), ("\n", "\\n"))
-_C_UNESCAPE = re.compile(r"\\([\\'\"tn])")
-_C_UNESCAPED = {"\\": "\\", "'": "'", '"': '"', "t": "\t", "n": "\n"}
 
 
 def _backslash_forms(value: str) -> set[str]:
-    """C-style backslash escapes (``\\\\``, ``\\'``, ``\\"``, ``\\t``, ``\\n``) each alone and all together, both
-    ways: the value escaped, and a value registered with escapes printed unescaped."""
+    """C-style backslash escapes (``\\\\``, ``\\'``, ``\\"``, ``\\t``, ``\\n``), any of them, both ways: the value
+    escaped (``repr``-like printers escape some of these and not others), and a value registered with escapes
+    printed unescaped (``printf %b``, ``echo -e``). Only escapes the value holds make forms (at most 32 each way)."""
     out = set()
-    combined = value
-    for plain, escaped in _C_ESCAPES:
-        out.add(value.replace(plain, escaped))
-        combined = combined.replace(plain, escaped)
-    out.add(combined)
-    for plain, escaped in _C_ESCAPES:
-        out.add(value.replace(escaped, plain))
-    out.add(_C_UNESCAPE.sub(lambda m: _C_UNESCAPED[m.group(1)], value))
+    present = [pair for pair in _C_ESCAPES if pair[0] in value]
+    for n in range(1, len(present) + 1):
+        for chosen in itertools.combinations(present, n):
+            # Backslashes first, so the ones the other escapes add are not doubled again.
+            escaped = value
+            for plain, code in chosen:
+                escaped = escaped.replace(plain, code)
+            out.add(escaped)
+    codes = {code[1]: plain for plain, code in _C_ESCAPES if code in value}
+    for n in range(1, len(codes) + 1):
+        for chosen_codes in itertools.combinations(sorted(codes), n):
+            pattern = re.compile(r"\\([" + re.escape("".join(chosen_codes)) + "])")
+            out.add(pattern.sub(lambda m: codes[m.group(1)], value))
     return out
 
 
@@ -319,6 +323,7 @@ def forms(value: str, *, with_base64: bool = True) -> set[bytes]:
             v.replace("'", "''"),  # YAML single-quoted (docker compose config), SQL
             _printf_q(v),
             re.sub(r'(["$`\\])', r"\\\1", v),  # declare -p: "ab\"cd\$ef"
+            v.replace("\\", "\\\\").replace('"', '\\"').replace("$", "$$"),  # an env file, double-quoted
             _ansi_c(v, False),
             _ansi_c(v, True),
             v.replace("$", "$$"),  # docker compose config
