@@ -13,16 +13,17 @@ Interface used by the rest of the package:
   plain text uses it, and it drops exactly what the masker skips, so it can never join a value back.
 
 How it works. Every value is expanded into the forms it is printed in (raw, JSON, ``repr``, shell quoting,
-``$$``, URL-encoding, base64 at the three byte offsets, …). Matching runs on a *normalised view* of the
-bytes with escape sequences (CSI, OSC, charset designations, two-byte escapes), C0 control bytes, DEL and
-all ASCII whitespace removed, so colour codes, window titles or a bell inside a value, CRLF from the pty,
-base64 wrapped at 76 columns and PEM lines joined by any whitespace all still match; hits are mapped back
-to the original bytes. The body of an OSC (a window title, a hyperlink's URL) is searched on its own. One
-literal finder (:mod:`runbook_exec.secrets.literals`: Hyperscan, or an Aho-Corasick automaton) finds every
-occurrence of every form, overlapping ones included; overlapping hits merge into one ``***``. Values
-shorter than :data:`WORD_MIN` characters are only masked where they stand as a whole word (a control byte
-next to one is an edge: a backspace can make it one). Buffers longer than two blocks are viewed block by
-block (:class:`_Blocks`), so mapping a hit back never walks the whole buffer.
+``$$``, URL-encoding, base64 at the three byte offsets, hex, …), and so is each of its parts (:func:`parts`:
+each line of a multi-line value, the value without its own quotes), each part by the short-value policy of its
+own length. Matching runs on a *normalised view* of the bytes with escape sequences (CSI, OSC, charset
+designations, two-byte escapes), C0 control bytes, DEL and all ASCII whitespace removed, so colour codes,
+window titles or a bell inside a value, CRLF from the pty, base64 wrapped at 76 columns and PEM lines joined by
+any whitespace all still match; hits are mapped back to the original bytes. The body of an OSC (a window title,
+a hyperlink's URL) is searched on its own. One literal finder (:mod:`runbook_exec.secrets.literals`: Hyperscan,
+or an Aho-Corasick automaton) finds every occurrence of every form, overlapping ones included; overlapping hits
+merge into one ``***``. Values shorter than :data:`WORD_MIN` characters are only masked where they stand as a
+whole word (a control byte next to one is an edge: a backspace can make it one). Buffers longer than two blocks
+are viewed block by block (:class:`_Blocks`), so mapping a hit back never walks the whole buffer.
 
 Tokens that look like secrets (:mod:`runbook_exec.secrets.patterns`) are masked too, found by their literal
 triggers in the original bytes.
@@ -305,10 +306,11 @@ def forms(value: str, *, with_base64: bool = True) -> set[bytes]:
         variants |= {lines, lines.replace("\n", "\r\n"), re.sub(r"\s+", " ", lines)}
     texts: set[str] = set()
     raws: set[bytes] = set()
+    marked: set[bytes] = set()
     for v in variants:
         raw = v.encode("utf-8", "surrogateescape")
         raws.add(raw)
-        raws |= {_cat_v(raw, False), _cat_v(raw, True)}  # cat -v, cat -A
+        marked |= {_cat_v(raw, False), _cat_v(raw, True)}  # cat -v, cat -A
         json_ascii = json.dumps(v)[1:-1]
         url = {quote(v, safe=""), quote(v), quote_plus(v), quote(v, safe="!'()*"), quote_plus(v, safe="/")}
         texts |= {
@@ -334,7 +336,7 @@ def forms(value: str, *, with_base64: bool = True) -> set[bytes]:
             *url,
             *(_lower_hex(u) for u in url),
         }
-    out = {t.encode("utf-8", "surrogateescape") for t in texts} | raws
+    out = {t.encode("utf-8", "surrogateescape") for t in texts} | raws | marked
     if with_base64:
         for raw in raws:
             out |= _base64_forms(raw)
