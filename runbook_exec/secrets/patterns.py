@@ -165,7 +165,7 @@ SECRET_PATTERNS: tuple[SecretPattern, ...] = (
             + _PEM_TOKEN
             + rb"){0,%d}(?:" % _PEM_LINES
             + _PEM_SEP
-            + rb"(?:[A-Za-z][A-Za-z0-9-]{0,40}:[ \t]{0,8}|[A-Za-z0-9+/]{1,76}={0,2})"
+            + rb"(?:[A-Za-z][A-Za-z0-9-]{0,40}(?::[ \t]{0,8}[A-Za-z0-9,.-]{0,200})?|[A-Za-z0-9+/]{1,76}={0,2})"
             + rb"|[ \t\r\n]{0,32}(?:"
             + _prefixes(b"-----END ")
             + rb"|-----END [A-Z0-9 ]{0,40}-{0,4})?"
