@@ -276,12 +276,9 @@ def _entity_forms(value: str) -> set[str]:
     if "'" not in value and '"' not in value:
         return set()
     escaped = value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return {
-        base.replace('"', quot).replace("'", apos)
-        for base in (value, escaped)
-        for apos in ("&apos;", "&#39;", "&#x27;")
-        for quot in ("&quot;", "&#34;")
-    }
+    # (XML / .NET, html.escape, Go and markupsafe, numeric); html.escape's own pair is in forms() already
+    pairs = (("&apos;", "&quot;"), ("&#x27;", "&quot;"), ("&#39;", "&#34;"), ("&#39;", "&quot;"))
+    return {base.replace('"', quot).replace("'", apos) for base in (value, escaped) for apos, quot in pairs}
 
 
 def _line_forms(line: str) -> set[bytes]:
