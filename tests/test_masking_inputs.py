@@ -82,3 +82,12 @@ def test_an_inherited_token_never_reaches_the_terminal_or_any_artifact(tmp_path:
     for data in [screen, *((tmp_path / n).read_bytes() for n in ("r.json", "j.xml", "t.log", "release.log"))]:
         assert token.encode() not in data and password.encode() not in data
     json.loads((tmp_path / "r.json").read_text())
+
+
+def test_a_runme_env_file_value_the_environment_overrides_is_neither_used_nor_refused(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("API_KEY=x\nNODE_ENV=development\n")
+    book = tmp_path / "README.md"
+    book.write_text("---\nrunme:\n  id: x\n---\n\n# R\n\n```sh {name=show}\necho $API_KEY\n```\n")
+    plan = build(parse(str(book)), Selection(), Options(environ={"API_KEY": "from-the-environment", "NODE_ENV": "t"}))
+    assert "development" not in _values(plan.secrets)  # Runme keeps the environment's value
+    assert "from-the-environment" in _values(plan.secrets)  # an inherited secret name

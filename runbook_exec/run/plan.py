@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -235,7 +235,7 @@ def _project_env(
     for name in PROJECT_ENV_FILES:
         env_path = book.base_dir / name
         if env_path.is_file():
-            values.update(files.read(str(env_path), environ, problems) or {})
+            values.update(files.read(str(env_path), environ, problems, unused=environ) or {})
     return {k: v for k, v in values.items() if k not in environ}
 
 
@@ -382,14 +382,18 @@ class _EnvFiles:
         self.values: list[tuple[str, str]] = []
         self.warnings: list[str] = []
 
-    def read(self, path: str, environ: Mapping[str, str], problems: list[Problem]) -> dict[str, str] | None:
-        """The file's values (the last one of a key, as Compose reads it), or None after adding its problem."""
+    def read(
+        self, path: str, environ: Mapping[str, str], problems: list[Problem], unused: Container[str] = ()
+    ) -> dict[str, str] | None:
+        """The file's values (the last one of a key, as Compose reads it), or None after adding its problem.
+        Keys in ``unused`` are not taken from this file (Runme keeps a variable the environment sets), so their
+        values here are not masked either."""
         try:
             entries = env_file_entries(path, environ=environ)
         except RunbookError as exc:
             problems.append(_as_problem(exc, path))
             return None
-        self.values += [(e.key, e.value) for e in entries]
+        self.values += [(e.key, e.value) for e in entries if e.key not in unused]
         for key, lines in duplicates(entries).items():
             listed = ", ".join(map(str, lines))
             self.warnings.append(
