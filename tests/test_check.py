@@ -277,3 +277,23 @@ def test_html_comment_switches_codes_off(tmp_path: Path) -> None:
     )
     findings, _ = check_books(load_runbooks([str(runbook)]), skip=["shellcheck"])
     assert [(f.code, f.line) for f in findings] == [("RX602", 6)]
+
+
+def test_a_key_defined_twice_in_an_env_file_is_reported_by_name_and_line_never_value(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runbook = _repo_with_runbook(tmp_path)
+    root = runbook.parents[1]
+    (root / ".env.sample").write_text("HTTP_PORT=\nDB_PASSWORD=\n", encoding="utf-8")
+    old, new = secrets.token_urlsafe(12), secrets.token_urlsafe(12)
+    (root / ".env.prod").write_text(f"DB_PASSWORD={old}\nHTTP_PORT=80\n# rotated\nDB_PASSWORD={new}\n")
+    runbook.write_text(
+        runbook.read_text().replace("env_sample: .env.sample\n", "env_sample: .env.sample\n  env_file: .env.prod\n")
+    )
+    monkeypatch.chdir(root)
+    findings, _ = check_books(load_runbooks(["ops/r.md"]), skip=["shellcheck"])
+    assert [(f.path, f.line, f.code, f.severity) for f in findings] == [(".env.prod", 4, "RX303", "warning")]
+    assert "DB_PASSWORD" in findings[0].message and "line 1" in findings[0].message
+    assert old not in str(findings[0]) and new not in str(findings[0])
+    (root / ".env.prod").unlink()  # never committed: nothing to check where it is absent
+    assert check_books(load_runbooks(["ops/r.md"]), skip=["shellcheck"])[0] == []

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from runbook_exec.errors import RunbookError
-from runbook_exec.ops.envfile import parse_env_file, parse_env_text
+from runbook_exec.ops.envfile import Entry, duplicates, env_file_entries, parse_env_file, parse_env_text
 
 from compose_env import compose_command
 from conftest import FIXTURES
@@ -60,3 +60,19 @@ def test_values_never_appear_in_errors(line: str) -> None:
         parse_env_text(f"GOOD=value-one-123\n{line}\n", "x.env", environ={})
     assert "abcdef123456" not in str(info.value)
     assert str(info.value).startswith("x.env:2: ")
+
+
+def test_every_value_of_a_duplicated_key_is_kept(tmp_path: Path) -> None:
+    """Compose uses the last value; the entries keep every one (an old password left in while rotating)."""
+    path = tmp_path / "rotating.env"
+    path.write_text('DB_PASSWORD=old-pass-1111\nUSER=app\n\nexport DB_PASSWORD="new\npass-2222"\nUSER=app\n')
+    entries = env_file_entries(path, environ={})
+    assert entries == [
+        Entry("DB_PASSWORD", "old-pass-1111", 1),
+        Entry("USER", "app", 2),
+        Entry("DB_PASSWORD", "new\npass-2222", 4),
+        Entry("USER", "app", 6),
+    ]
+    assert duplicates(entries) == {"DB_PASSWORD": [1, 4], "USER": [2, 6]}
+    assert parse_env_file(path, environ={}) == {"DB_PASSWORD": "new\npass-2222", "USER": "app"}
+    assert list(parse_env_file(path, environ={})) == ["DB_PASSWORD", "USER"]  # first-seen order, as before

@@ -2,10 +2,13 @@
 
 Each ``tests/fixtures/masking/catalog/*.md`` starts with a ``<!-- catalog ... -->`` block naming the secrets
 to generate (``NAME = python expression``; ``@unlisted`` ones are not written to the env file, only pasted
-into the runbook as ``{{NAME}}``; ``@exit N`` is the expected exit status). For every case, no secret may
-appear in any form in stdout, stderr, the transcript, the JSON report or the JUnit file. The check here is
-independent of the redactor's own form list: any 12-character window of any common encoding of a value is
-a leak.
+into the runbook as ``{{NAME}}``; ``@old`` ones are written to the env file before the key's own line, as a
+value left in while rotating; ``@inherited`` ones are set in the runner's environment, not in the env file;
+``@exit N`` is the expected exit status; ``@expect TEXT`` a text the terminal output must still show, so a
+case that must not over-mask says what stays). For every case, no secret may appear in any form in the five
+sinks (terminal stdout, the transcript, the JSON report, the JUnit file, the release.log record) or stderr,
+and the reports stay valid JSON and XML. The check here is independent of the redactor's own form list: any
+12-character window of any common encoding of a value is a leak.
 """
 
 from __future__ import annotations
@@ -16,12 +19,15 @@ import json
 import os
 import re
 import secrets
+import shlex
 import string
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, quote_plus
+from xml.etree import ElementTree as ET
+from xml.sax.saxutils import escape as xml_escape
 
 import pytest
 
@@ -68,6 +74,14 @@ class Case:
     unlisted: dict[str, str]
     exit: int
     text: str
+    old: dict[str, str]
+    inherited: dict[str, str]
+    expect: tuple[str, ...]
+
+    def values(self) -> dict[str, str]:
+        """Every value that must not show, under a name for the failure message."""
+        old = {f"{k} (old)": v for k, v in self.old.items()}
+        return {**self.env, **self.unlisted, **old, **self.inherited}
 
 
 def load(path: Path) -> Case:
@@ -75,19 +89,28 @@ def load(path: Path) -> Case:
     m = re.match(r"<!-- catalog\n(.*?)-->\n", text, re.S)
     assert m, f"{path}: no catalog block"
     env: dict[str, str] = {}
-    unlisted: dict[str, str] = {}
+    kinds: dict[str, dict[str, str]] = {"@unlisted": {}, "@old": {}, "@inherited": {}}
+    expect: list[str] = []
     code = 0
     names: dict[str, object] = {"token": token, "hexs": hexs, "awkward": awkward, "word": word, "pem": pem}
+    names |= {"base64": base64, "secrets": secrets}
     for line in m.group(1).splitlines():
         if line.startswith("@exit "):
             code = int(line.split()[1])
             continue
-        target = unlisted if line.startswith("@unlisted ") else env
-        key, _, expr = line.removeprefix("@unlisted ").partition(" = ")
-        target[key] = names[key] = eval(expr, {}, names)  # fixture files are part of the test suite
-    for key, value in {**env, **unlisted}.items():
+        if line.startswith("@expect "):
+            expect.append(line.removeprefix("@expect "))
+            continue
+        kind, _, rest = line.partition(" ") if line.startswith("@") else ("", "", line)
+        target = kinds[kind] if kind else env
+        key, _, expr = rest.partition(" = ")
+        target[key] = eval(expr, {}, names)  # fixture files are part of the test suite
+        names[key if kind != "@old" else f"{key}_OLD"] = target[key]
+    unlisted = kinds["@unlisted"]
+    old = {f"{key}_OLD": value for key, value in kinds["@old"].items()}
+    for key, value in {**env, **unlisted, **kinds["@inherited"], **old}.items():
         text = text.replace("{{" + key + "}}", value)
-    return Case(path, env, unlisted, code, text)
+    return Case(path, env, unlisted, code, text, kinds["@old"], kinds["@inherited"], tuple(expect))
 
 
 def env_file_text(values: dict[str, str]) -> str:
@@ -99,6 +122,11 @@ def env_file_text(values: dict[str, str]) -> str:
         return '"' + v.replace("\\", "\\\\").replace('"', '\\"').replace("$", "$$").replace("\n", "\\n") + '"'
 
     return "".join(f"{k}={quoted(v)}\n" for k, v in values.items())
+
+
+def env_file_with_old(values: dict[str, str], old: dict[str, str]) -> str:
+    """The env file, each ``old`` value on a line of its own before the key's current one."""
+    return "".join((env_file_text({k: old[k]}) if k in old else "") + env_file_text({k: v}) for k, v in values.items())
 
 
 def _b64_cores(raw: bytes) -> list[bytes]:
@@ -126,9 +154,21 @@ def encodings(value: str) -> list[bytes]:
         quote_plus(value).lower(),
         html.escape(value),
     }
+    forms |= {
+        value.replace("'", "''"),  # YAML single-quoted
+        shlex.quote(value),
+        xml_escape(value, {"'": "&apos;", '"': "&quot;"}),
+        xml_escape(value, {"'": "&#39;", '"': "&#34;"}),
+        value.encode("unicode_escape").decode(),  # backslash escapes: \\ \t \n
+        value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "$$"),  # an env file, double-quoted
+        value.replace("\\", "\\\\").replace("'", "\\'").replace('"', '\\"'),
+    }
     q = subprocess.run(["bash", "-c", 'printf %q "$V"'], env={"V": value}, capture_output=True, check=True)
     raw = [f.encode() for f in forms] + [q.stdout]
-    for r in (value.encode(), value.encode() + b"\n"):
+    data = value.encode()
+    raw += [data.hex().encode(), data.hex().upper().encode()]  # xxd -p, od -tx1
+    raw += [base64.b64encode(data[1:]), base64.b64encode(data[2:])]  # base64 of the value without its start
+    for r in (data, data + b"\n"):
         raw += _b64_cores(r)
     return raw
 
@@ -173,17 +213,19 @@ def test_catalog_size() -> None:
 def test_catalog_case(path: Path, tmp_path: Path) -> None:
     case = load(path)
     env_file = tmp_path / "case.env"
-    env_file.write_text(env_file_text(case.env), encoding="utf-8")
+    env_file.write_text(env_file_with_old(case.env, case.old), encoding="utf-8")
     assert parse_env_text(env_file.read_text(encoding="utf-8"), environ={}) == case.env
     runbook = tmp_path / path.name
     runbook.write_text(case.text, encoding="utf-8")
-    out = {name: tmp_path / name for name in ("transcript.log", "report.json", "junit.xml")}
+    names = ("transcript.log", "report.json", "junit.xml", "release.log")
+    out = {name: tmp_path / name for name in names}
     environ = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
     environ["PYTHONPATH"] = str(ROOT)
+    environ |= case.inherited
     proc = subprocess.run(
         [sys.executable, "-m", "runbook_exec.cli", str(runbook), "--env-file", str(env_file),
          "--transcript", str(out["transcript.log"]), "--report", str(out["report.json"]),
-         "--junit", str(out["junit.xml"]), "--no-release-log"],
+         "--junit", str(out["junit.xml"]), "--release-log", str(out["release.log"])],
         cwd=tmp_path, env=environ, capture_output=True, stdin=subprocess.DEVNULL, timeout=180, check=False,
     )  # fmt: skip
     artifacts = {"stdout": proc.stdout, "stderr": proc.stderr}
@@ -191,13 +233,17 @@ def test_catalog_case(path: Path, tmp_path: Path) -> None:
     assert proc.returncode == case.exit, proc.stderr.decode(errors="replace")[-2000:]
     if case.exit != 2:
         assert set(artifacts) == {"stdout", "stderr", *out}, "every artifact written"
+        json.loads(artifacts["report.json"])  # intact: the rescan redacts inside values
+        ET.fromstring(artifacts["junit.xml"])
     assert b"secret leak caught" not in proc.stderr, proc.stderr.decode(errors="replace")[-2000:]
+    shown = proc.stdout.decode(errors="replace")
+    assert [e for e in case.expect if e not in shown] == [], shown[-2000:]
 
     classified = classify(case.env)
     redactor = Redactor(classified.secrets)
     problems = []
     for name, data in artifacts.items():
-        for key, value in {**case.env, **case.unlisted}.items():
+        for key, value in case.values().items():
             if len(value) < 4 or value.lower() in ("true", "false"):
                 continue  # cannot be masked: refused, or visible by design (checked below)
             if len(value) < 8:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -41,6 +42,12 @@ def _setup(case: dict[str, Any], tmp_path: Path) -> tuple[Path, list[str], dict[
             k: ("" if k in case.get("empty", []) else v) for k, v in values.items() if k not in case.get("drop", [])
         }
         env_file.write_text("".join(f"{k}={v}\n" for k, v in kept.items()), encoding="utf-8")
+    for n, key in enumerate(case.get("duplicate", [])):
+        # An old value left in above the new one, as while rotating a password: both are secrets.
+        old = secrets.token_urlsafe(12)
+        values[f"{key} (old)"] = old
+        env_file.write_text(f"{key}={old}\n" + env_file.read_text(encoding="utf-8"), encoding="utf-8")
+        assert n == 0, "one duplicate per case: the lines below are counted from it"
     if "mode" in case:
         env_file.chmod(int(str(case["mode"]), 8))
     if case.get("track"):

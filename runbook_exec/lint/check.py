@@ -4,8 +4,8 @@ Exit status: 0 nothing to report · 1 findings at or above ``--fail-on`` (defaul
 2 bad input (a file that cannot be read, a usage error), raised as :class:`RunbookError` for the CLI's
 one handler. Notices (ShellCheck absent) never fail the run.
 
-Steps, each a module of its own: ``document.parse`` → structure (:mod:`check_rules`) → variables
-(:mod:`check_vars`) → secrets (:mod:`check_secrets`) → links (:mod:`check_links`) → damaged text
+Steps, each a module of its own: ``document.parse`` → structure (:mod:`check_rules`) → variables and env files
+(:mod:`check_vars`, :mod:`envfiles`) → secrets (:mod:`check_secrets`) → links (:mod:`check_links`) → damaged text
 (:mod:`check_text`) → ShellCheck over every runbook at once (:mod:`shellcheck`) → one sorted report.
 """
 
@@ -21,6 +21,7 @@ from pathlib import Path
 from runbook_exec.doc import document
 from runbook_exec.doc.document import Runbook
 from runbook_exec.errors import ArgumentParser, Problem, RunbookError
+from runbook_exec.lint.envfiles import check_env_files
 from runbook_exec.lint.findings import ERROR, WARNING, Finding, finding
 from runbook_exec.lint.formatting import FORMATS, render, summary_counts
 from runbook_exec.lint.links import check_links
@@ -149,6 +150,7 @@ def check_books(
             found += check_structure(book)
         if "vars" not in skip:
             found += check_variables(book)
+            found += check_env_files(book)
         if "secrets" not in skip:
             found += check_secrets(book.path, book.text)
         if "links" not in skip:

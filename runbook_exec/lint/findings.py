@@ -37,6 +37,7 @@ CODES: dict[str, tuple[str, str]] = {
     "RX202": (ERROR, "front matter does not match the schema"),
     "RX301": (WARNING, "variable used but never set or declared"),
     "RX302": (WARNING, "env_sample file not found"),
+    "RX303": (WARNING, "a key defined twice in an env file"),
     "RX401": (ERROR, "text looks like a secret"),
     "RX402": (ERROR, "KEY=value with a high-entropy value"),
     "RX403": (ERROR, "private key block"),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from runbook_exec.doc.textfile import read_utf8
@@ -23,15 +24,46 @@ _VAR = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?+])([^}]*))?\}|([A-Z
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", '"': '"', "$": "\0"}
 
 
+@dataclass(frozen=True)
+class Entry:
+    """One ``KEY=VALUE`` of an env file, at the line where it starts."""
+
+    key: str
+    value: str
+    line: int
+
+
 def parse_env_file(path: str | Path, environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Parse the env file at ``path``; raise :class:`RunbookError` (``path:line: ...``) on bad input."""
+    """Parse the env file at ``path``; raise :class:`RunbookError` (``path:line: ...``) on bad input.
+
+    A key defined twice has its last value, as Compose reads it (see :func:`env_file_entries` for all)."""
     text = read_utf8(path, "env file")
     return parse_env_text(text, str(path), environ)
 
 
 def parse_env_text(text: str, path: str = "<env>", environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """Parse env-file text. Error messages name keys and lines, never values."""
+    return {e.key: e.value for e in env_text_entries(text, path, environ)}
+
+
+def env_file_entries(path: str | Path, environ: Mapping[str, str] | None = None) -> list[Entry]:
+    """Every entry of the env file at ``path`` in file order, a key defined twice included (an old password
+    left in while rotating is still a secret)."""
+    return env_text_entries(read_utf8(path, "env file"), str(path), environ)
+
+
+def duplicates(entries: list[Entry]) -> dict[str, list[int]]:
+    """Keys defined more than once, with the lines that define them."""
+    lines: dict[str, list[int]] = {}
+    for e in entries:
+        lines.setdefault(e.key, []).append(e.line)
+    return {key: found for key, found in lines.items() if len(found) > 1}
+
+
+def env_text_entries(text: str, path: str = "<env>", environ: Mapping[str, str] | None = None) -> list[Entry]:
+    """Every entry of env-file text in order (see :func:`env_file_entries`)."""
     env = os.environ if environ is None else environ
+    entries: list[Entry] = []
     if text.startswith("\ufeff"):
         text = text[1:]
     lines = text.replace("\r\n", "\n").split("\n")
@@ -71,7 +103,8 @@ def parse_env_text(text: str, path: str = "<env>", environ: Mapping[str, str] | 
             value = re.split(r"\s#", rest, maxsplit=1)[0].strip()
             value = _interpolate(value, values, env, path, lineno, key)
         values[key] = value
-    return values
+        entries.append(Entry(key, value, lineno))
+    return entries
 
 
 def _check_trailing(tail: str, path: str, lineno: int, key: str) -> None:

@@ -1,6 +1,6 @@
 """``runbook-exec preflight``: the deploy gate (ops/deploy.md #preflight), before anything starts.
 
-Checks, each its own line: the env file exists; it defines every key of the sample, none empty (names only,
+Checks, each its own line: the env file exists; it defines every key of the sample, none empty, none twice (names only,
 never values); on POSIX its mode is 600 or stricter; git does not track it; TAG is set and well formed;
 ``docker compose --env-file ... -f ... config -q`` passes with the real Compose v2 binary; every image is
 tagged ``${TAG}``; every service has a healthcheck. Everything printed goes through the masker built from
@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from runbook_exec.errors import ArgumentParser, RunbookError
-from runbook_exec.ops.envfile import parse_env_file, sample_keys
+from runbook_exec.ops.envfile import Entry, duplicates, env_file_entries, sample_keys
 from runbook_exec.secrets.masking import Redactor, classify
 
 TAG_PATTERN = re.compile(r"^(\d{4}\.\d{2}\.\d{2}|[0-9a-f]{7,12})$")
@@ -123,10 +123,13 @@ def _marks() -> Mapping[str, str]:
 def run_checks(inputs: Inputs) -> tuple[list[Check], Redactor]:
     """Run every check; return the checklist and the masker for anything printed."""
     checks: list[Check] = []
-    values, env_check = _read_env(inputs.env_file)
+    entries, env_check = _read_env(inputs.env_file)
+    values = None if entries is None else {e.key: e.value for e in entries}
     checks.append(env_check)
-    redactor = Redactor(classify(values or {}).secrets)
+    # Every value is masked, a key defined twice included (its old value is a secret too).
+    redactor = Redactor(s for e in entries or () for s in classify({e.key: e.value}).secrets)
     checks.extend(_keys(inputs, values))
+    checks.append(_duplicates(inputs.env_file, entries))
     checks.append(_mode(inputs.env_file, values is not None))
     checks.append(_git(inputs.env_file, values is not None))
     checks.append(_tag(inputs.tag))
@@ -140,7 +143,7 @@ def run_checks(inputs: Inputs) -> tuple[list[Check], Redactor]:
 # -- the env file -------------------------------------------------------------------------------------
 
 
-def _read_env(path: Path) -> tuple[dict[str, str] | None, Check]:
+def _read_env(path: Path) -> tuple[list[Entry] | None, Check]:
     title = "env file exists"
     if not path.exists():
         return None, Check(
@@ -149,11 +152,23 @@ def _read_env(path: Path) -> tuple[dict[str, str] | None, Check]:
     if not path.is_file():
         return None, Check("env-file", title, FAIL, f"{path} is not a regular file")
     try:
-        values = parse_env_file(path, environ={})
+        entries = env_file_entries(path, environ={})
     except RunbookError as exc:
         # envfile's messages name the line and the key, never the value.
         return None, Check("env-file", title, FAIL, f"unreadable: {exc}")
-    return values, Check("env-file", title, PASS, f"{path} ({len(values)} keys)")
+    return entries, Check("env-file", title, PASS, f"{path} ({len({e.key for e in entries})} keys)")
+
+
+def _duplicates(path: Path, entries: list[Entry] | None) -> Check:
+    """A key defined twice: Compose silently uses the last value (an old password left in while rotating)."""
+    title = "no key defined twice"
+    if entries is None:
+        return Check("duplicates", title, SKIP, "no env file")
+    found = duplicates(entries)
+    if not found:
+        return Check("duplicates", title, PASS)
+    listed = "; ".join(f"{key} (lines {', '.join(map(str, lines))})" for key, lines in found.items())
+    return Check("duplicates", title, FAIL, f"in {path}: {listed}; Compose uses the last one: remove the others")
 
 
 def _keys(inputs: Inputs, values: dict[str, str] | None) -> list[Check]:

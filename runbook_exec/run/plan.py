@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -16,7 +16,7 @@ from runbook_exec.doc import languages, prompt_env
 from runbook_exec.doc.document import Cell, Runbook, VarSpec
 from runbook_exec.doc.options import closest
 from runbook_exec.errors import Problem, RunbookError
-from runbook_exec.ops.envfile import parse_env_file, sample_keys
+from runbook_exec.ops.envfile import duplicates, env_file_entries, sample_keys
 from runbook_exec.records.release_log import last_successful
 from runbook_exec.secrets import masking
 
@@ -118,17 +118,16 @@ def build(book: Runbook, selection: Selection, options: Options) -> Plan:
     cells = _select(book, selection, problems)
 
     env_values: dict[str, str] = {}
+    files = _EnvFiles()
     if book.runme:
         # Runme loads the project's .env files; their values are masked like any env-file value.
-        env_values.update(_project_env(book, environ, problems))
+        env_values.update(_project_env(book, environ, problems, files))
     env_file = options.env_file or book.settings.env_file
     if env_file:
-        try:
-            # Interpolation sees the process environment, as Compose does when it reads the same file.
-            env_values.update(parse_env_file(env_file, environ=environ))
-        except RunbookError as exc:
-            problems.append(_as_problem(exc, env_file))
-        else:
+        # Interpolation sees the process environment, as Compose does when it reads the same file.
+        values = files.read(env_file, environ, problems)
+        if values is not None:
+            env_values.update(values)
             _check_sample(book, env_file, env_values, problems)
 
     # The release log is read (TAG_PREV) even when this run will not write to it (--no-release-log, dry run).
@@ -151,6 +150,17 @@ def build(book: Runbook, selection: Selection, options: Options) -> Plan:
     masked = dict(env_values)
     masked.update(secret_vars)
     classified = masking.classify(masked, declared_secret=names, allow_short=options.allow_short_secrets)
+    # A value an env file defines and then overrides (an old password left in while rotating) is masked too.
+    for key, value in files.values:
+        if masked.get(key) != value:
+            older = masking.classify({key: value}, declared_secret=names, allow_short=options.allow_short_secrets)
+            classified = masking.Classification(
+                classified.secrets + older.secrets,
+                classified.warnings + older.warnings,
+                classified.refused + tuple(k for k in older.refused if k not in classified.refused),
+            )
+    masked_values = {s.value for s in classified.secrets}
+    inherited = tuple(s for s in masking.inherited(environ) if s.value not in masked_values)
     for key in classified.refused:
         problems.append(
             Problem(
@@ -187,8 +197,8 @@ def build(book: Runbook, selection: Selection, options: Options) -> Plan:
         selection=selection.describe(),
         env=env,
         variables=shown,
-        secrets=classified.secrets,
-        warnings=classified.warnings + runme_run.warnings,
+        secrets=classified.secrets + inherited,
+        warnings=tuple(dict.fromkeys(classified.warnings + tuple(files.warnings))) + runme_run.warnings,
         env_file=env_file,
         release_log=release_log,
         release_template=book.settings.release_template,
@@ -217,17 +227,15 @@ PROJECT_ENV_FILES = (".env", ".env.local")  # read in this order: .env.local ove
 RUNME_SHELLS = frozenset({"", "sh", "bash", "shell", "zsh", "shellscript", "ksh", "fish", "sh-raw", "bat"})
 
 
-def _project_env(book: Runbook, environ: Mapping[str, str], problems: list[Problem]) -> dict[str, str]:
+def _project_env(
+    book: Runbook, environ: Mapping[str, str], problems: list[Problem], files: _EnvFiles
+) -> dict[str, str]:
     """``.env`` then ``.env.local`` beside the runbook; a variable set in the environment keeps its value."""
     values: dict[str, str] = {}
     for name in PROJECT_ENV_FILES:
         env_path = book.base_dir / name
-        if not env_path.is_file():
-            continue
-        try:
-            values.update(parse_env_file(env_path, environ=environ))
-        except RunbookError as exc:
-            problems.append(_as_problem(exc, str(env_path)))
+        if env_path.is_file():
+            values.update(files.read(str(env_path), environ, problems, unused=environ) or {})
     return {k: v for k, v in values.items() if k not in environ}
 
 
@@ -364,6 +372,35 @@ def answer(plan: Plan, values: Mapping[Prompt, str], allow_short: bool = False) 
         secrets=plan.secrets + classified.secrets,
         warnings=plan.warnings + classified.warnings,
     )
+
+
+class _EnvFiles:
+    """The env files a plan reads: every value of every entry (all are masked, a key defined twice included)
+    and a warning per duplicated key, by name and lines."""
+
+    def __init__(self) -> None:
+        self.values: list[tuple[str, str]] = []
+        self.warnings: list[str] = []
+
+    def read(
+        self, path: str, environ: Mapping[str, str], problems: list[Problem], unused: Container[str] = ()
+    ) -> dict[str, str] | None:
+        """The file's values (the last one of a key, as Compose reads it), or None after adding its problem.
+        Keys in ``unused`` are not taken from this file (Runme keeps a variable the environment sets), so their
+        values here are not masked either."""
+        try:
+            entries = env_file_entries(path, environ=environ)
+        except RunbookError as exc:
+            problems.append(_as_problem(exc, path))
+            return None
+        self.values += [(e.key, e.value) for e in entries if e.key not in unused]
+        for key, lines in duplicates(entries).items():
+            listed = ", ".join(map(str, lines))
+            self.warnings.append(
+                f"{path}: {key} is defined {len(lines)} times (lines {listed}); the last one is used, "
+                "every value is masked"
+            )
+        return {e.key: e.value for e in entries}
 
 
 def _as_problem(exc: RunbookError, fallback: str) -> Problem:

@@ -13,16 +13,17 @@ Interface used by the rest of the package:
   plain text uses it, and it drops exactly what the masker skips, so it can never join a value back.
 
 How it works. Every value is expanded into the forms it is printed in (raw, JSON, ``repr``, shell quoting,
-``$$``, URL-encoding, base64 at the three byte offsets, …). Matching runs on a *normalised view* of the
-bytes with escape sequences (CSI, OSC, charset designations, two-byte escapes), C0 control bytes, DEL and
-all ASCII whitespace removed, so colour codes, window titles or a bell inside a value, CRLF from the pty,
-base64 wrapped at 76 columns and PEM lines joined by any whitespace all still match; hits are mapped back
-to the original bytes. The body of an OSC (a window title, a hyperlink's URL) is searched on its own. One
-literal finder (:mod:`runbook_exec.secrets.literals`: Hyperscan, or an Aho-Corasick automaton) finds every
-occurrence of every form, overlapping ones included; overlapping hits merge into one ``***``. Values
-shorter than :data:`WORD_MIN` characters are only masked where they stand as a whole word (a control byte
-next to one is an edge: a backspace can make it one). Buffers longer than two blocks are viewed block by
-block (:class:`_Blocks`), so mapping a hit back never walks the whole buffer.
+``$$``, URL-encoding, base64 at the three byte offsets, hex, …), and so is each of its parts (:func:`parts`:
+each line of a multi-line value, the value without its own quotes), each part by the short-value policy of its
+own length. Matching runs on a *normalised view* of the bytes with escape sequences (CSI, OSC, charset
+designations, two-byte escapes), C0 control bytes, DEL and all ASCII whitespace removed, so colour codes,
+window titles or a bell inside a value, CRLF from the pty, base64 wrapped at 76 columns and PEM lines joined by
+any whitespace all still match; hits are mapped back to the original bytes. The body of an OSC (a window title,
+a hyperlink's URL) is searched on its own. One literal finder (:mod:`runbook_exec.secrets.literals`: Hyperscan,
+or an Aho-Corasick automaton) finds every occurrence of every form, overlapping ones included; overlapping hits
+merge into one ``***``. Values shorter than :data:`WORD_MIN` characters are only masked where they stand as a
+whole word (a control byte next to one is an edge: a backspace can make it one). Buffers longer than two blocks
+are viewed block by block (:class:`_Blocks`), so mapping a hit back never walks the whole buffer.
 
 Tokens that look like secrets (:mod:`runbook_exec.secrets.patterns`) are masked too, found by their literal
 triggers in the original bytes.
@@ -48,7 +49,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote, quote_plus, unquote
 
 import ahocorasick_rs
 
@@ -144,6 +145,21 @@ def classify(
     return Classification(tuple(secrets), tuple(warnings), tuple(refused))
 
 
+def inherited(environ: Mapping[str, str]) -> tuple[Secret, ...]:
+    """Values of inherited environment variables whose names mark them secret (:func:`is_secret_name`): CI
+    systems pass secrets this way, and every cell sees them. The short-value policy applies, without a word:
+    a value that cannot be masked (under 4 characters, ``true``/``false``, whitespace only) is left out, as it
+    came from no input of the run's own."""
+    return tuple(
+        Secret(key, value)
+        for key, value in sorted(environ.items())
+        if is_secret_name(key)
+        and len(value) >= SHORT_MIN
+        and value.lower() not in ("true", "false")
+        and len(normalise(value.encode("utf-8", "surrogateescape"))) >= SHORT_MIN
+    )
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Forms of a value
 
@@ -221,17 +237,86 @@ def _base64_forms(raw: bytes) -> set[bytes]:
     return out
 
 
+def _cat_v(raw: bytes, tabs: bool) -> bytes:
+    """``cat -v`` (``tabs``: ``cat -A``/``-T``) notation: ``^X`` for control bytes, ``M-`` for high bytes."""
+    out = bytearray()
+    for byte in raw:
+        if byte >= 0x80:
+            out += b"M-"
+        b = byte & 0x7F
+        if (b == 0x09 and not tabs) or b == 0x0A:
+            out.append(b)
+        elif b < 0x20:
+            out += b"^" + bytes([b + 0x40])
+        elif b == 0x7F:
+            out += b"^?"
+        else:
+            out.append(b)
+    return bytes(out)
+
+
+_C_ESCAPES = (("\\", "\\\\"), ("'", "\\'"), ('"', '\\"'), ("\t", "\\t"), ("\n", "\\n"))
+
+
+def _backslash_forms(value: str) -> set[str]:
+    """C-style backslash escapes (``\\\\``, ``\\'``, ``\\"``, ``\\t``, ``\\n``), any of them, both ways: the value
+    escaped (``repr``-like printers escape some of these and not others), and a value registered with escapes
+    printed unescaped (``printf %b``, ``echo -e``). Only escapes the value holds make forms (at most 32 each way)."""
+    out = set()
+    present = [pair for pair in _C_ESCAPES if pair[0] in value]
+    for n in range(1, len(present) + 1):
+        for chosen in itertools.combinations(present, n):
+            # Backslashes first, so the ones the other escapes add are not doubled again.
+            escaped = value
+            for plain, code in chosen:
+                escaped = escaped.replace(plain, code)
+            out.add(escaped)
+    codes = {code[1]: plain for plain, code in _C_ESCAPES if code in value}
+    for n in range(1, len(codes) + 1):
+        for chosen_codes in itertools.combinations(sorted(codes), n):
+            pattern = re.compile(r"\\([" + re.escape("".join(chosen_codes)) + "])")
+            out.add(pattern.sub(lambda m: codes[m.group(1)], value))
+    return out
+
+
+def _entity_forms(value: str) -> set[str]:
+    """XML / HTML character references for quotes (``&apos;``, ``&#39;``, ``&#x27;``, ``&quot;``, ``&#34;``), with
+    and without ``&``, ``<``, ``>`` escaped."""
+    if "'" not in value and '"' not in value:
+        return set()
+    escaped = value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    # (XML / .NET, html.escape, Go and markupsafe, numeric); html.escape's own pair is in forms() already
+    pairs = (("&apos;", "&quot;"), ("&#x27;", "&quot;"), ("&#39;", "&#34;"), ("&#39;", "&quot;"))
+    return {base.replace('"', quot).replace("'", apos) for base in (value, escaped) for apos, quot in pairs}
+
+
+def _line_forms(line: str) -> set[bytes]:
+    """The forms of one line of a multi-line value: as printed, under ``cat -v``/``cat -A``, JSON-escaped.
+    The other forms escape the line breaks too, so the whole value's forms already hold them."""
+    raw = line.encode("utf-8", "surrogateescape")
+    json_ascii = json.dumps(line)[1:-1]
+    texts = {json_ascii, json_ascii.replace("/", "\\/"), json.dumps(line, ensure_ascii=False)[1:-1]}
+    out = {raw, _cat_v(raw, False), _cat_v(raw, True)} | {t.encode("utf-8", "surrogateescape") for t in texts}
+    return {n for n in (normalise(f) for f in out) if len(n) >= _PREFIX_LEN}
+
+
 def forms(value: str, *, with_base64: bool = True) -> set[bytes]:
-    """Every printed form of ``value``, in the normalised view (see :func:`normalise`)."""
+    """Every printed form of ``value``, in the normalised view (see :func:`normalise`).
+
+    ``with_base64`` adds the encodings that change every character (base64, hex), which short values, matched
+    only as whole words, go without.
+    """
     variants = {value}
     if "\n" in value or "\r" in value:
         lines = value.replace("\r\n", "\n")
         variants |= {lines, lines.replace("\n", "\r\n"), re.sub(r"\s+", " ", lines)}
     texts: set[str] = set()
     raws: set[bytes] = set()
+    marked: set[bytes] = set()
     for v in variants:
         raw = v.encode("utf-8", "surrogateescape")
         raws.add(raw)
+        marked |= {_cat_v(raw, False), _cat_v(raw, True)}  # cat -v, cat -A
         json_ascii = json.dumps(v)[1:-1]
         url = {quote(v, safe=""), quote(v), quote_plus(v), quote(v, safe="!'()*"), quote_plus(v, safe="/")}
         texts |= {
@@ -242,22 +327,80 @@ def forms(value: str, *, with_base64: bool = True) -> set[bytes]:
             repr(v)[1:-1],
             repr(raw)[2:-1],
             v.replace("'", "'\\''"),  # set -x: 'ab'\''cd'
+            v.replace("'", "'\"'\"'"),  # shlex.quote: 'ab'"'"'cd'
+            v.replace("'", "''"),  # YAML single-quoted (docker compose config), SQL
             _printf_q(v),
             re.sub(r'(["$`\\])', r"\\\1", v),  # declare -p: "ab\"cd\$ef"
+            v.replace("\\", "\\\\").replace('"', '\\"').replace("$", "$$"),  # an env file, double-quoted
             _ansi_c(v, False),
             _ansi_c(v, True),
             v.replace("$", "$$"),  # docker compose config
             html.escape(v),
             html.escape(v, quote=False),
+            *_entity_forms(v),
+            *_backslash_forms(v),
             *url,
             *(_lower_hex(u) for u in url),
         }
-    out = {t.encode("utf-8", "surrogateescape") for t in texts} | raws
+    out = {t.encode("utf-8", "surrogateescape") for t in texts} | raws | marked
     if with_base64:
         for raw in raws:
             out |= _base64_forms(raw)
             out |= _base64_forms(raw + b"\n") - _base64_forms(raw)  # `echo "$K" | base64`: same cores
+            # xxd -p, od -An -tx1, hexdump: the view drops their spaces and line breaks
+            out |= {raw.hex().encode(), raw.hex().upper().encode()}
+        # The value's base64 with its first one or two bytes dropped, printed whole: how a masker that
+        # registers shifted base64 (GitHub Actions) sees a value at offset 1 or 2 of a longer stream.
+        for shift in (1, 2):
+            encoded = base64.b64encode(value.encode("utf-8", "surrogateescape")[shift:])
+            out |= {encoded, encoded.translate(bytes.maketrans(b"+/", b"-_"))}
     return {n for n in (normalise(f) for f in out) if len(n) >= _PREFIX_LEN}
+
+
+_URL_PASSWORD = re.compile(r"(?<![^\s\"'=])(?:[A-Za-z][A-Za-z0-9+.-]{0,31}:)?//[^\s/?#@:]*:([^\s/?#@]+)@")
+
+
+def parts(value: str) -> tuple[tuple[str, bool], ...]:
+    """The strings masked for one value, each with whether it is a line of it: the value itself; without its
+    surrounding quotes when it has them (``"..."`` / ``'...'``); and, for a multi-line value, each of its lines
+    (stripped), so a line printed on its own, behind a prefix (``docker compose logs``, ``nl``,
+    ``sed 's/^/> /'``) or marked up (``cat -A``) is still found; the password of a URL in it
+    (``scheme://user:PASSWORD@host``). Each part is masked by the short-value policy
+    of its own length; a part under :data:`SHORT_MIN` characters, or ``true``/``false``, is not one."""
+    out: dict[str, bool] = {value: False}
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+        out.setdefault(value[1:-1], False)
+    for password in _URL_PASSWORD.findall(value):
+        # The password of a URL-valued secret (a proxy, a DSN) is printed on its own too.
+        out.setdefault(password, False)
+        out.setdefault(unquote(password), False)
+    if "\n" in value or "\r" in value:
+        for line in re.split(r"\r\n|\r|\n", value):
+            out.setdefault(line.strip(), True)
+    return tuple(
+        (text, line)
+        for text, line in out.items()
+        if text == value or (_usable(text) and text.lower() not in ("true", "false"))
+    )
+
+
+def _usable(text: str) -> bool:
+    return len(normalise(text.encode("utf-8", "surrogateescape"))) >= SHORT_MIN
+
+
+def needles(value: str) -> dict[bytes, bool]:
+    """Every form searched for one secret value, each with whether it is matched only as a whole word.
+
+    A form is matched anywhere only when its part (see :func:`parts`) is long enough and the form itself,
+    in the normalised view, has at least :data:`WORD_MIN` bytes; a form found both ways is matched anywhere.
+    """
+    out: dict[bytes, bool] = {}
+    for part, line in parts(value):
+        whole_word = whole_word_only(part)
+        for form in _line_forms(part) if line else forms(part, with_base64=not whole_word):
+            word = whole_word or len(form) < WORD_MIN
+            out[form] = out.get(form, True) and word
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -584,8 +727,7 @@ class Redactor:
         keys: dict[bytes, set[str]] = {}
         anywhere: set[bytes] = set()
         for s in self.secrets:
-            whole_word = whole_word_only(s.value)
-            for form in forms(s.value, with_base64=not whole_word):
+            for form, whole_word in needles(s.value).items():
                 keys.setdefault(form, set()).add(s.key)
                 if not whole_word:
                     anywhere.add(form)

@@ -58,11 +58,22 @@ class SecretPattern:
 # ``disk-`` from starting a match.
 _EDGE = rb"(?<![A-Za-z0-9_\-])"
 _WORD_EDGE = rb"(?<![A-Za-z0-9_])"  # a word boundary before the token (``x-glpat-…`` still counts)
+# Every match is bounded: a token longer than any real one of its kind is not one (its first part is still
+# masked), and a streaming scanner never holds output back for a match that cannot end.
+_TOKEN_MAX = 255
+_JWT_PART = 8192
+_URL_PASSWORD_MAX = 1024
 _PEM_LABEL = rb"-----BEGIN [A-Z0-9 ]{0,40}PRIVATE KEY-----"
-# A PEM body: base64 lines plus the ``Proc-Type:`` / ``DEK-Info:`` headers of encrypted keys. Bounded so a
-# stray BEGIN line cannot make a streaming scanner hold output back without limit.
-_PEM_BODY = rb"[A-Za-z0-9+/=:,.\s-]"
-_PEM_MAX = 20000
+# What a PEM block can hold, and no more, so a BEGIN line without its END masks only what could be the key:
+# the ``Proc-Type:`` / ``DEK-Info:`` headers of encrypted keys, then base64 lines, all full-length (40-76
+# characters) but the last, separated by line breaks (or by spaces, once an unquoted ``echo`` joined them).
+# Bounded, so a streaming scanner holds a stray BEGIN line back only while what follows still fits.
+_PEM_SEP = rb"[ \t\r\n]{1,32}"
+_PEM_HEADER = rb"[A-Za-z][A-Za-z0-9-]{0,40}:[ \t]{0,8}[A-Za-z0-9,.-]{1,200}"
+_PEM_FULL = rb"[A-Za-z0-9+/]{40,76}={0,2}"
+_PEM_LINES = 400  # lines of 64: 25 KB of key, beyond any RSA key
+_PEM_END = rb"-----END [A-Z0-9 ]{0,40}PRIVATE KEY-----"
+_PEM_TOKEN = rb"(?:" + _PEM_HEADER + rb"|[A-Za-z0-9+/]{1,76}={0,2})"
 
 
 def trie_regex(words: Iterable[bytes]) -> bytes:
@@ -90,34 +101,56 @@ SECRET_PATTERNS: tuple[SecretPattern, ...] = (
         name="openai-key",
         description="OpenAI API key (sk-…, sk-proj-…)",
         triggers=(b"sk-",),
-        regex=re.compile(_EDGE + rb"sk-[A-Za-z0-9_\-]{20,}"),
-        viable=re.compile(_EDGE + rb"(?:" + _prefixes(b"sk-") + rb"|sk-[A-Za-z0-9_\-]*)\Z"),
+        regex=re.compile(_EDGE + rb"sk-[A-Za-z0-9_\-]{20,%d}" % _TOKEN_MAX),
+        viable=re.compile(_EDGE + rb"(?:" + _prefixes(b"sk-") + rb"|sk-[A-Za-z0-9_\-]{0,%d})\Z" % _TOKEN_MAX),
     ),
     SecretPattern(
         name="langsmith-key",
         description="LangSmith API key (lsv2_pt_…, lsv2_sk_…)",
         triggers=(b"lsv2_",),
-        regex=re.compile(_EDGE + rb"lsv2_(?:pt|sk)_[A-Za-z0-9_]{20,}"),
+        regex=re.compile(_EDGE + rb"lsv2_(?:pt|sk)_[A-Za-z0-9_]{20,%d}" % _TOKEN_MAX),
         viable=re.compile(
-            _EDGE + rb"(?:" + _prefixes(b"lsv2_") + rb"|lsv2_(?:p|s|pt|sk)|lsv2_(?:pt|sk)_[A-Za-z0-9_]*)\Z"
+            _EDGE
+            + rb"(?:"
+            + _prefixes(b"lsv2_")
+            + rb"|lsv2_(?:p|s|pt|sk)|lsv2_(?:pt|sk)_[A-Za-z0-9_]{0,%d})\Z" % _TOKEN_MAX
         ),
     ),
     SecretPattern(
         name="jwt",
         description="JSON Web Token (eyJ….eyJ….signature)",
         triggers=(b"eyJ",),
-        regex=re.compile(rb"(?<![A-Za-z0-9_\-])eyJ[A-Za-z0-9_\-]{2,}\.eyJ[A-Za-z0-9_\-]{2,}\.[A-Za-z0-9_\-]*"),
-        viable=re.compile(rb"(?<![A-Za-z0-9_\-])(?:" + _prefixes(b"eyJ") + rb"|eyJ[A-Za-z0-9_.\-]*)\Z"),
+        regex=re.compile(
+            rb"(?<![A-Za-z0-9_\-])eyJ[A-Za-z0-9_\-]{2,%d}\.eyJ[A-Za-z0-9_\-]{2,%d}\.[A-Za-z0-9_\-]{0,%d}"
+            % ((_JWT_PART,) * 3)
+        ),
+        viable=re.compile(
+            rb"(?<![A-Za-z0-9_\-])(?:" + _prefixes(b"eyJ") + rb"|eyJ[A-Za-z0-9_.\-]{0,%d})\Z" % (3 * _JWT_PART + 8)
+        ),
     ),
     SecretPattern(
         name="pem-private-key",
         description="PEM private key block",
         triggers=(b"-----BEGIN ",),
+        # With its END line: the whole block (lines of any length up to 76). Without: the label and the lines
+        # that can be a key body, full-length but the last; a short last line only when padded or 16+
+        # characters long (a word such as ``done`` is not taken).
         regex=re.compile(
             _PEM_LABEL
-            + rb"(?:"
-            + _PEM_BODY
-            + rb"{0,%d}?-----END [A-Z0-9 ]{0,40}PRIVATE KEY-----|[A-Za-z0-9+/=\s]{0,%d})" % (_PEM_MAX, _PEM_MAX)
+            + rb"(?:(?:"
+            + _PEM_SEP
+            + _PEM_TOKEN
+            + rb"){0,%d}?[ \t\r\n]{0,32}" % _PEM_LINES
+            + _PEM_END
+            + rb"|(?:"
+            + _PEM_SEP
+            + _PEM_HEADER
+            + rb"){0,4}(?:"
+            + _PEM_SEP
+            + _PEM_FULL
+            + rb"){0,%d}(?:" % _PEM_LINES
+            + _PEM_SEP
+            + rb"(?:[A-Za-z0-9+/]{1,39}={1,2}|[A-Za-z0-9+/]{16,39}(?![A-Za-z0-9+/=])))?)"
         ),
         viable=re.compile(
             rb"(?:"
@@ -126,40 +159,49 @@ SECRET_PATTERNS: tuple[SecretPattern, ...] = (
             + rb"|-----BEGIN [A-Z0-9 ]{0,40}-{1,5}"
             + rb"|"
             + _PEM_LABEL
-            # still open until a complete END line: after it the lazy match above is final
-            + rb"(?:(?!-----END [A-Z0-9 ]{0,40}PRIVATE KEY-----)"
-            + _PEM_BODY
-            + rb"){0,%d})\Z" % _PEM_MAX
+            # still open while more bytes could add a header, a line or the END line
+            + rb"(?:"
+            + _PEM_SEP
+            + _PEM_TOKEN
+            + rb"){0,%d}(?:" % _PEM_LINES
+            + _PEM_SEP
+            + rb"(?:[A-Za-z][A-Za-z0-9-]{0,40}(?::[ \t]{0,8}[A-Za-z0-9,.-]{0,200})?|[A-Za-z0-9+/]{1,76}={0,2})"
+            + rb"|[ \t\r\n]{0,32}(?:"
+            + _prefixes(b"-----END ")
+            + rb"|-----END [A-Z0-9 ]{0,40}-{0,4})?"
+            + rb"))\Z"
         ),
     ),
     SecretPattern(
         name="bearer-token",
         description="Authorization: Bearer <token>",
         triggers=(b"Bearer", b"bearer", b"BEARER"),
-        regex=re.compile(rb"(?i:bearer)[ \t]+(?P<secret>[A-Za-z0-9._~+/\-]{8,}=*)"),
-        viable=re.compile(rb"(?:" + _prefixes(b"bearer") + rb"|bearer[ \t]+[A-Za-z0-9._~+/=\-]*)\Z", re.I),
+        regex=re.compile(rb"(?i:bearer)[ \t]{1,16}(?P<secret>[A-Za-z0-9._~+/\-]{8,%d}={0,2})" % _JWT_PART),
+        viable=re.compile(
+            rb"(?:" + _prefixes(b"bearer") + rb"|bearer[ \t]{1,16}[A-Za-z0-9._~+/=\-]{0,%d})\Z" % (_JWT_PART + 2), re.I
+        ),
         group="secret",
     ),
     SecretPattern(
         name="github-token",
         description="GitHub token (ghp_…, gho_…, ghs_…, github_pat_…)",
         triggers=(b"ghp_", b"gho_", b"ghu_", b"ghs_", b"ghr_", b"github_pat_"),
-        regex=re.compile(_WORD_EDGE + rb"(?:gh[pousr]_|github_pat_)[A-Za-z0-9_]{30,}"),
-        viable=re.compile(_WORD_EDGE + rb"(?:gh[pousr]_|github_pat_)[A-Za-z0-9_]*\Z"),
+        regex=re.compile(_WORD_EDGE + rb"(?:gh[pousr]_|github_pat_)[A-Za-z0-9_]{30,%d}" % _TOKEN_MAX),
+        viable=re.compile(_WORD_EDGE + rb"(?:gh[pousr]_|github_pat_)[A-Za-z0-9_]{0,%d}\Z" % _TOKEN_MAX),
     ),
     SecretPattern(
         name="gitlab-token",
         description="GitLab personal access token (glpat-…)",
         triggers=(b"glpat-",),
-        regex=re.compile(_WORD_EDGE + rb"glpat-[A-Za-z0-9_\-]{20,}"),
-        viable=re.compile(_WORD_EDGE + rb"glpat-[A-Za-z0-9_\-]*\Z"),
+        regex=re.compile(_WORD_EDGE + rb"glpat-[A-Za-z0-9_\-]{20,%d}" % _TOKEN_MAX),
+        viable=re.compile(_WORD_EDGE + rb"glpat-[A-Za-z0-9_\-]{0,%d}\Z" % _TOKEN_MAX),
     ),
     SecretPattern(
         name="slack-token",
         description="Slack token (xoxb-…, xoxp-…)",
         triggers=(b"xoxa-", b"xoxb-", b"xoxp-", b"xoxr-", b"xoxs-"),
-        regex=re.compile(_WORD_EDGE + rb"xox[abprs]-[A-Za-z0-9\-]{10,}"),
-        viable=re.compile(_WORD_EDGE + rb"xox[abprs]-[A-Za-z0-9\-]*\Z"),
+        regex=re.compile(_WORD_EDGE + rb"xox[abprs]-[A-Za-z0-9\-]{10,%d}" % _TOKEN_MAX),
+        viable=re.compile(_WORD_EDGE + rb"xox[abprs]-[A-Za-z0-9\-]{0,%d}\Z" % _TOKEN_MAX),
     ),
     SecretPattern(
         name="aws-access-key-id",
@@ -180,15 +222,16 @@ SECRET_PATTERNS: tuple[SecretPattern, ...] = (
         name="stripe-key",
         description="Stripe live key (sk_live_…, rk_live_…)",
         triggers=(b"sk_live_", b"rk_live_"),
-        regex=re.compile(_WORD_EDGE + rb"[rs]k_live_[0-9A-Za-z]{20,}"),
-        viable=re.compile(_WORD_EDGE + rb"[rs]k_live_[0-9A-Za-z]*\Z"),
+        regex=re.compile(_WORD_EDGE + rb"[rs]k_live_[0-9A-Za-z]{20,%d}" % _TOKEN_MAX),
+        viable=re.compile(_WORD_EDGE + rb"[rs]k_live_[0-9A-Za-z]{0,%d}\Z" % _TOKEN_MAX),
     ),
     SecretPattern(
         name="url-password",
-        description="password in a URL (scheme://user:PASSWORD@host)",
-        triggers=(b"://",),
-        regex=re.compile(rb"://[^\s/?#@:]*:(?P<secret>[^\s/?#@]+)@"),
-        viable=re.compile(rb"(?:" + _prefixes(b"://") + rb"|://[^\s/?#@:]*(?::[^\s/?#@]*)?)\Z"),
+        description="password in a URL (scheme://user:PASSWORD@host, //user:PASSWORD@host)",
+        # Triggered by the ``//`` of a scheme or of a scheme-relative URL.
+        triggers=(b"//",),
+        regex=re.compile(rb"//[^\s/?#@:]{0,%d}:(?P<secret>[^\s/?#@]{1,%d})@" % (_TOKEN_MAX, _URL_PASSWORD_MAX)),
+        viable=re.compile(rb"(?:/|//[^\s/?#@:]{0,%d}(?::[^\s/?#@]{0,%d})?)\Z" % (_TOKEN_MAX, _URL_PASSWORD_MAX)),
         group="secret",
     ),
 )
