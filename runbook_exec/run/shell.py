@@ -109,9 +109,12 @@ __rx_tget() {
 _LOOP = (
     "exec 237<&0 238<>/dev/null 239>&1; exec 0<&238; "
     "IFS= builtin read -rd '' __rx_i <{init}; builtin eval \"$__rx_i\"; builtin unset __rx_i; __rx_frame; "
-    "while IFS=' ' builtin read -r -u 237 __rx_n __rx_f; do "
-    # Cell $__rx_n: line 1 its name ($0, the name in bash's messages), then (flag w) its cwd, then its text.
-    "__rx_src=$(<\"$__rx_dir/$__rx_n\"); BASH_ARGV0=${__rx_src%%$'\\n'*} __rx_src=${__rx_src#*$'\\n'} __rx_tr=; "
+    "while IFS=' ' builtin read -r -u 237 __rx_n __rx_f __rx_len; do "
+    # Cell $__rx_n: line 1 its name ($0, the name in bash's messages), then (flag w) its cwd, then its text;
+    # the next $__rx_len bytes of the command pipe, or (no length) the file named by its number.
+    "case $__rx_len in '') __rx_src=$(<\"$__rx_dir/$__rx_n\") ;; "
+    '*) IFS= builtin read -r -N "$__rx_len" -u 237 __rx_src ;; esac; '
+    "BASH_ARGV0=${__rx_src%%$'\\n'*} __rx_src=${__rx_src#*$'\\n'} __rx_tr=; "
     "set -eo pipefail; case $__rx_f:$__rx_x in *[wr]*:* | *:*[xT]*) __rx_rare ;; esac; "
     "case $__rx_f in "
     '*i*) builtin eval "$__rx_tr$__rx_src" </dev/tty >&239 2>&239 ;; '
@@ -135,8 +138,9 @@ exec 3<>"$1"; exec 3>&-
 unset BASH_ENV
 trap : INT TERM QUIT
 while IFS= read -r line; do
-  # Only an empty line starts a bash: a cell's command that was meant for a bash that just ended is dropped.
-  [ -z "$line" ] || continue
+  # Only the session's nonce on a line of its own starts a bash: a cell's command (and text) that was meant
+  # for a bash that just ended is dropped.
+  [ "$line" = "$n" ] || continue
   "$2" --noprofile --norc
   printf '\036%s!%s\037' "$n" "$?"
 done
@@ -196,6 +200,7 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _READ_SYSCALLS = {"x86_64": (0, 17, 19), "aarch64": (63, 65, 67)}.get(platform.machine(), (0,))
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 _DIR_PREFIX = "runbook-exec-"
+_INLINE_MAX = 16 * 1024
 
 
 @dataclass(frozen=True)
@@ -380,7 +385,7 @@ class BashSession:
 
     def _start_bash(self) -> None:
         """Ask the holder for a fresh bash and wait until its command loop runs."""
-        self._send("\n" + _LOOP.replace("{init}", shlex.quote(f"{self._dir}/init")) + "\n")
+        self._send(f"{self._nonce}\n" + _LOOP.replace("{init}", shlex.quote(f"{self._dir}/init")) + "\n")
         self._bash_alive = True
         outcome = self._wait("0", lambda _b: None, time.monotonic() + 10, interruptible=False)
         if outcome.kind != "frame":
@@ -551,18 +556,25 @@ class BashSession:
         at = time.monotonic()
         flags = _flags(source, snapshot, stdin_tty) + ("w" if cwd else "")
         prepared, self._prepared = self._prepared, None
-        if prepared is not None and prepared[0] == (source, name) and not cwd:
-            tag = prepared[1]
+        text = _cell_text(source, name, cwd)
+        if _inline(text):
+            self._counter += 1
+            tag = str(self._counter)
+            command = f"{tag} {flags or '-'} {len(text)}\n{text}"
         else:
-            tag = self._write(source, name, cwd)
+            if prepared is not None and prepared[0] == (source, name) and not cwd:
+                tag = prepared[1]
+            else:
+                tag = self._write(source, name, cwd)
+            command = f"{tag} {flags or '-'}\n"
         if self._baseline is not None:
             # Each cell starts on a terminal in the runner's mode, whatever `stty` an earlier cell ran.
             with contextlib.suppress(termios.error):
                 termios.tcsetattr(self._master, termios.TCSANOW, self._baseline)
         ticks = int(time.clock_gettime(time.CLOCK_BOOTTIME) * _CLOCK_TICKS)
         self._interrupt_requested = False
-        self._send(f"{tag} {flags or '-'}\n")
-        if next_cell is not None:
+        self._send(command)
+        if next_cell is not None and not _inline(_cell_text(*next_cell, None)):
             self._prepared = (next_cell, self._write(*next_cell, None))
         return Started(nonce=tag, at=at, snapshot=snapshot, ticks=ticks)
 
@@ -658,9 +670,7 @@ class BashSession:
         tag = str(self._counter)
         fd = os.open(f"{self._dir}/{tag}", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            # Line 1 becomes $0 (bash names it in its messages); a cwd (flag w) follows.
-            header = _one_line(name) + "\n" + (_one_line(cwd) + "\n" if cwd else "")
-            os.write(fd, (header + source + ("" if source.endswith("\n") else "\n")).encode())
+            os.write(fd, _cell_text(source, name, cwd).encode())
         finally:
             os.close(fd)
         return tag
@@ -878,6 +888,20 @@ def _flags(source: str, snapshot: bool, stdin_tty: bool) -> str:
     if "exec" in source:
         flags += "e"
     return flags + ("i" if stdin_tty else "")
+
+
+def _cell_text(source: str, name: str, cwd: str | None) -> str:
+    """What bash reads for a cell: line 1 becomes $0 (bash names it in its messages), a cwd (flag w)
+    follows, then the source."""
+    header = _one_line(name) + "\n" + (_one_line(cwd) + "\n" if cwd else "")
+    return header + source + ("" if source.endswith("\n") else "\n")
+
+
+def _inline(text: str) -> bool:
+    """Whether a cell's text goes through the command pipe right after its command line (no file to create,
+    read and remove): ASCII (so bash's ``read -N``, which counts characters in the cell's locale, counts
+    bytes), no NUL (which ``read`` drops) and small (the pipe holds it while bash reads it)."""
+    return text.isascii() and len(text) <= _INLINE_MAX and "\0" not in text
 
 
 def _int(text: bytes) -> int:
