@@ -63,6 +63,7 @@ class Transcript:
         self._fh: BinaryIO = open(path, "wb", buffering=64 << 10)  # noqa: SIM115 - kept open for the whole run
         self._partial = b""
         self._label = b""
+        self._labels: dict[str, bytes] = {}
         # A cell that prints a line and then waits (a hung deploy) must not keep that line in memory: after
         # kill -9 the transcript is what the operator and the aborted run's record read.
         self._stop = threading.Event()
@@ -70,7 +71,10 @@ class Transcript:
         self._flusher.start()
 
     def start(self, label: str) -> None:
-        self._label = transcript_label(label)
+        token = self._labels.get(label)
+        if token is None:
+            token = self._labels[label] = transcript_label(label)
+        self._label = token
 
     def note(self, text: str) -> None:
         """A runner message (header, result, warning) as its own line."""

@@ -52,11 +52,14 @@ class Console:
         codes = ";".join(_COLORS[s] for s in styles)
         return f"\x1b[{codes}m{text}\x1b[0m"
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes, flush: bool = True) -> None:
+        """Write ``data``; ``flush=False`` leaves it buffered until the next write that flushes (one system
+        call for a cell's result line and the next cell's header)."""
         if data and not self.broken:
             try:
                 self.stream.write(data)
-                self.stream.flush()
+                if flush:
+                    self.stream.flush()
             except (OSError, ValueError):
                 self.broken = True
                 silence(self.stream)

@@ -54,7 +54,7 @@ OutputSink = Callable[[bytes], None]
 
 # Functions and variables of the command loop, read by bash at its start.
 _INIT = r"""
-__rx_n=0 __rx_f= __rx_st=0 __rx_x= __rx_back= __rx_cwd= __rx_src= __rx_tc= __rx_tr=
+__rx_n=0 __rx_f= __rx_h= __rx_len= __rx_st=0 __rx_x= __rx_back= __rx_cwd= __rx_src= __rx_tc= __rx_tr=
 # The status frame, on the terminal (its private copy 239 when the cell closed stdout).
 __rx_frame() {
   builtin printf '\036%s:%s:0:%s\037' "$__rx_nonce" "$__rx_n" "$PWD" 2>&238 ||
@@ -99,6 +99,8 @@ __rx_tget() {
 }
 """
 
+_HEAD = 32  # bytes of a command line
+
 # bash's whole first input line. A cell that ends with a non-zero status while errexit is off (``set +e``)
 # still ends bash, so every cell that fails is handled alike (no state kept, next cell in a fresh bash).
 #
@@ -109,7 +111,10 @@ __rx_tget() {
 _LOOP = (
     "exec 237<&0 238<>/dev/null 239>&1; exec 0<&238; "
     "IFS= builtin read -rd '' __rx_i <{init}; builtin eval \"$__rx_i\"; builtin unset __rx_i; __rx_frame; "
-    "while IFS=' ' builtin read -r -u 237 __rx_n __rx_f __rx_len; do "
+    # A command is one line of exactly _HEAD bytes (one read; `read` of a line from a pipe reads byte by
+    # byte): "<cell number> <flags> [<length>]", padded with spaces.
+    f"while builtin read -r -N {_HEAD} -u 237 __rx_h; do "
+    "__rx_n=${__rx_h%% *} __rx_h=${__rx_h#* }; __rx_f=${__rx_h%% *} __rx_h=${__rx_h#* }; __rx_len=${__rx_h%% *}; "
     # Cell $__rx_n: line 1 its name ($0, the name in bash's messages), then (flag w) its cwd, then its text;
     # the next $__rx_len bytes of the command pipe, or (no length) the file named by its number.
     "case $__rx_len in '') __rx_src=$(<\"$__rx_dir/$__rx_n\") ;; "
@@ -560,13 +565,13 @@ class BashSession:
         if _inline(text):
             self._counter += 1
             tag = str(self._counter)
-            command = f"{tag} {flags or '-'} {len(text)}\n{text}"
+            command = _command(tag, flags, len(text)) + text
         else:
             if prepared is not None and prepared[0] == (source, name) and not cwd:
                 tag = prepared[1]
             else:
                 tag = self._write(source, name, cwd)
-            command = f"{tag} {flags or '-'}\n"
+            command = _command(tag, flags, None)
         if self._baseline is not None:
             # Each cell starts on a terminal in the runner's mode, whatever `stty` an earlier cell ran.
             with contextlib.suppress(termios.error):
@@ -677,7 +682,7 @@ class BashSession:
 
     def _send_cell(self, source: str, name: str, flags: str) -> str:
         tag = self._write(source, name, None)
-        self._send(f"{tag} {flags}\n")
+        self._send(_command(tag, flags, None))
         return tag
 
     def _send(self, text: str) -> None:
@@ -888,6 +893,12 @@ def _flags(source: str, snapshot: bool, stdin_tty: bool) -> str:
     if "exec" in source:
         flags += "e"
     return flags + ("i" if stdin_tty else "")
+
+
+def _command(tag: str, flags: str, length: int | None) -> str:
+    """A command line for the loop: cell number, flags and (text on the pipe) the text's length."""
+    line = f"{tag} {flags or '-'} {'' if length is None else length} "
+    return line.ljust(_HEAD - 1) + "\n"
 
 
 def _cell_text(source: str, name: str, cwd: str | None) -> str:
