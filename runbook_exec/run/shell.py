@@ -573,9 +573,11 @@ class BashSession:
                 tag = self._write(source, name, cwd)
             command = _command(tag, flags, None)
         if self._baseline is not None:
-            # Each cell starts on a terminal in the runner's mode, whatever `stty` an earlier cell ran.
+            # Each cell starts on a terminal in the runner's mode, whatever `stty` an earlier cell ran (one
+            # system call to look, instead of the four of setting it, when nothing changed it).
             with contextlib.suppress(termios.error):
-                termios.tcsetattr(self._master, termios.TCSANOW, self._baseline)
+                if termios.tcgetattr(self._master) != self._baseline:
+                    termios.tcsetattr(self._master, termios.TCSANOW, self._baseline)
         ticks = int(time.clock_gettime(time.CLOCK_BOOTTIME) * _CLOCK_TICKS)
         self._interrupt_requested = False
         self._send(command)
