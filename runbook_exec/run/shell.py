@@ -54,7 +54,7 @@ OutputSink = Callable[[bytes], None]
 
 # Functions and variables of the command loop, read by bash at its start.
 _INIT = r"""
-__rx_n=0 __rx_f= __rx_h= __rx_len= __rx_st=0 __rx_x= __rx_back= __rx_cwd= __rx_src= __rx_tc= __rx_tr=
+__rx_n=0 __rx_f= __rx_len= __rx_st=0 __rx_x= __rx_back= __rx_cwd= __rx_src= __rx_tc= __rx_tr=
 # The status frame, on the terminal (its private copy 239 when the cell closed stdout).
 __rx_frame() {
   builtin printf '\036%s:%s:0:%s\037' "$__rx_nonce" "$__rx_n" "$PWD" 2>&238 ||
@@ -99,8 +99,6 @@ __rx_tget() {
 }
 """
 
-_HEAD = 32  # bytes of a command line
-
 # bash's whole first input line. A cell that ends with a non-zero status while errexit is off (``set +e``)
 # still ends bash, so every cell that fails is handled alike (no state kept, next cell in a fresh bash).
 #
@@ -111,26 +109,31 @@ _HEAD = 32  # bytes of a command line
 _LOOP = (
     "exec 237<&0 238<>/dev/null 239>&1; exec 0<&238; "
     "IFS= builtin read -rd '' __rx_i <{init}; builtin eval \"$__rx_i\"; builtin unset __rx_i; __rx_frame; "
-    # A command is one line of exactly _HEAD bytes (one read; `read` of a line from a pipe reads byte by
-    # byte): "<cell number> <flags> [<length>]", padded with spaces.
-    f"while builtin read -r -N {_HEAD} -u 237 __rx_h; do "
-    "__rx_n=${__rx_h%% *} __rx_h=${__rx_h#* }; __rx_f=${__rx_h%% *} __rx_h=${__rx_h#* }; __rx_len=${__rx_h%% *}; "
+    # Each statement here costs bash ~15k instructions per cell: the common path (a cell without flags, no
+    # tracing) runs as few as possible.
+    "while IFS=' ' builtin read -r -u 237 __rx_n __rx_f __rx_len; do "
     # Cell $__rx_n: line 1 its name ($0, the name in bash's messages), then (flag w) its cwd, then its text;
     # the next $__rx_len bytes of the command pipe, or (no length) the file named by its number.
     "case $__rx_len in '') __rx_src=$(<\"$__rx_dir/$__rx_n\") ;; "
-    '*) IFS= builtin read -r -N "$__rx_len" -u 237 __rx_src ;; esac; '
+    '*) builtin read -r -N "$__rx_len" -u 237 __rx_src ;; esac; '
     "BASH_ARGV0=${__rx_src%%$'\\n'*} __rx_src=${__rx_src#*$'\\n'} __rx_tr=; "
-    "set -eo pipefail; case $__rx_f:$__rx_x in *[wr]*:* | *:*[xT]*) __rx_rare ;; esac; "
-    "case $__rx_f in "
+    "set -eo pipefail; "
+    "case $__rx_f:$__rx_x in "
+    "*[wr]*:* | *:*[xT]*) __rx_rare; case $__rx_f in "
     '*i*) builtin eval "$__rx_tr$__rx_src" </dev/tty >&239 2>&239 ;; '
     '*e*) builtin eval "$__rx_tr$__rx_src" <&238 >&239 2>&239 ;; '
+    '*) builtin eval "$__rx_tr$__rx_src" ;; esac ;; '
+    # (No colon in the flags or in $-: *i*:* is flag i.)
+    '*i*:*) builtin eval "$__rx_tr$__rx_src" </dev/tty >&239 2>&239 ;; '
+    '*e*:*) builtin eval "$__rx_tr$__rx_src" <&238 >&239 2>&239 ;; '
     '*) builtin eval "$__rx_tr$__rx_src" ;; esac; '
     "{ __rx_st=$? __rx_x=$-; set +xT; } 2>&-; "
-    '((!__rx_st)) || builtin exit "$__rx_st"; '
-    "case $__rx_f in -) ;; *) "
+    # $? has no leading zero: "0-" is a passed cell without flags, "0..." a passed cell with some.
+    "case $__rx_st$__rx_f in 0-) ;; 0*) "
     'case $__rx_f in *t*) __rx_tget; builtin eval "$__rx_tc" ;; esac; '
     # trap -p at the top level: in a function it would not show the ERR trap.
     'case $__rx_f in *[sw]*) __rx_post; case $__rx_f in *s*) builtin trap -p >>"$__rx_dir/state" ;; esac ;; esac ;; '
+    '*) builtin exit "$__rx_st" ;; '
     "esac; "
     'builtin printf \'\\036%s:%s:0:%s\\037\' "$__rx_nonce" "$__rx_n" "$PWD" || __rx_frame; done; '
     "builtin printf '\\036%s?\\037' \"$__rx_nonce\" >&239; builtin exit 0"
@@ -899,8 +902,7 @@ def _flags(source: str, snapshot: bool, stdin_tty: bool) -> str:
 
 def _command(tag: str, flags: str, length: int | None) -> str:
     """A command line for the loop: cell number, flags and (text on the pipe) the text's length."""
-    line = f"{tag} {flags or '-'} {'' if length is None else length} "
-    return line.ljust(_HEAD - 1) + "\n"
+    return f"{tag} {flags or '-'} {'' if length is None else length}\n"
 
 
 def _cell_text(source: str, name: str, cwd: str | None) -> str:
