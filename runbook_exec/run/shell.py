@@ -7,8 +7,11 @@ How a session is built, and why:
   prints bash's exit status as a framed line on the pty. Background jobs are children of the session, not of
   a session leader that dies, so they survive a bash that ends (a dying session leader would hang them up).
 * bash reads the runner's commands from a **pipe**, never from the pty: ``stty``, ``read </dev/tty`` or a
-  changed prompt in a cell cannot see, echo or change them. The pty carries the cells' output and, when an
-  operator sits at a terminal, the operator's keystrokes (see :meth:`BashSession.wait`).
+  changed prompt in a cell cannot see, echo or change them. A small ASCII cell's text follows its command
+  line on that pipe (no file per cell); a larger or non-ASCII one is a file in a private folder on tmpfs.
+  The holder starts a bash only on the session's nonce, so text meant for a bash that just ended is dropped.
+  The pty carries the cells' output and, when an operator sits at a terminal, the operator's keystrokes
+  (see :meth:`BashSession.wait`).
 * Every cell runs under **real errexit**: bash's first input line is a loop that, per cell, turns on
   ``set -eo pipefail`` and ``eval``\\ s the cell's text at the top level. A non-interactive bash exits on
   errexit failures, ``set -u`` errors, ``${X:?}`` and the rest exactly as ``bash -eo pipefail cell.sh``
@@ -554,8 +557,8 @@ class BashSession:
         """Send one cell to bash and return at once; :meth:`wait` reads its output and status.
 
         Until :meth:`wait`, the cell's output stays in the pty, so the caller can still write its own
-        lines first. ``next_cell`` (source, name) is written to its file while bash runs this one, so the
-        next call finds it ready (the two cores overlap instead of taking turns). ``stdin_tty``: the cell's
+        lines first. ``next_cell`` (source, name), when it goes by file, is written while bash runs this
+        one, so the next call finds it ready (the two cores overlap instead of taking turns). ``stdin_tty``: the cell's
         stdin is the terminal instead of ``/dev/null``.
         """
         self._settle()
