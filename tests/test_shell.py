@@ -244,3 +244,21 @@ def test_posix_mode_functrace_and_a_return_trap_come_back_after_a_failure(sessio
     _, out = _run(session, 'f() { :; }; f; echo "$SHELLOPTS"; shopt -p extglob')
     assert out.startswith("RETURN trap\n"), out
     assert "posix" in out and "functrace" in out and "shopt -s extglob" in out
+
+
+def test_text_of_a_cell_sent_to_a_bash_that_just_ended_is_never_run_as_commands(
+    session: BashSession, tmp_path: Path
+) -> None:
+    # Cell text travels on the command pipe. When bash has just ended (here: killed between two cells), the
+    # session leader reads that pipe: blank lines and commands in the text must neither start a bash nor be
+    # run outside the command loop.
+    bait = 'echo first\n\n[ -n "${__rx_n:-}" ] || touch outside-the-loop\n\n'
+    for _ in range(10):
+        _run(session, "echo ready")
+        found = subprocess.run(["pgrep", "-P", str(session.pid)], capture_output=True, text=True, check=False)
+        for pid in found.stdout.split():
+            os.kill(int(pid), 9)
+        session.wait(session.start(bait), lambda _data: None, timeout=20)
+        result, after = _run(session, "echo after")
+        assert result.exit_code == 0 and after.strip().endswith("after")
+    assert not (tmp_path / "outside-the-loop").exists()

@@ -45,6 +45,7 @@ class Console:
         self.stream = stream
         self.color = color
         self.broken = False  # the reader went away; later output is dropped
+        self._held = b""
 
     def paint(self, text: str, *styles: str) -> str:
         if not self.color or not styles:
@@ -52,7 +53,14 @@ class Console:
         codes = ";".join(_COLORS[s] for s in styles)
         return f"\x1b[{codes}m{text}\x1b[0m"
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes, flush: bool = True) -> None:
+        """Write ``data``; ``flush=False`` holds it until the next write that flushes (one system call for a
+        cell's result line and the next cell's header, even on an unbuffered stream)."""
+        if not flush:
+            self._held += data
+            return
+        if self._held:
+            data, self._held = self._held + data, b""
         if data and not self.broken:
             try:
                 self.stream.write(data)

@@ -145,9 +145,9 @@ class Executor:
 
     # -- output ----------------------------------------------------------------------------------------
 
-    def _say(self, text: str, masked_already: bool = False) -> None:
+    def _say(self, text: str, masked_already: bool = False, flush: bool = True) -> None:
         masked = text if masked_already else self.redactor.mask(text)
-        self.console.write(masked.encode())
+        self.console.write(masked.encode(), flush)
         if self.transcript:
             self.transcript.note(masked)
 
@@ -367,7 +367,9 @@ class Executor:
         if status == TIMED_OUT:
             note = f"⏱ {label}: timed out after {self.plan.timeout(cell):g} s"
             self._say(self.console.note(note, "red"), masked_already=True)
-        self._say(self.console.result(result, cell.options.expect), masked_already=True)
+        # Flushed with what follows it (the next header, a skip, a question or the summary): the terminal
+        # gets one write per cell.
+        self._say(self.console.result(result, cell.options.expect), masked_already=True, flush=False)
         if self.on_cell_done:
             self.on_cell_done(cell, result, last)
         return result

@@ -7,8 +7,11 @@ How a session is built, and why:
   prints bash's exit status as a framed line on the pty. Background jobs are children of the session, not of
   a session leader that dies, so they survive a bash that ends (a dying session leader would hang them up).
 * bash reads the runner's commands from a **pipe**, never from the pty: ``stty``, ``read </dev/tty`` or a
-  changed prompt in a cell cannot see, echo or change them. The pty carries the cells' output and, when an
-  operator sits at a terminal, the operator's keystrokes (see :meth:`BashSession.wait`).
+  changed prompt in a cell cannot see, echo or change them. A small ASCII cell's text follows its command
+  line on that pipe (no file per cell); a larger or non-ASCII one is a file in a private folder on tmpfs.
+  The holder starts a bash only on the session's nonce, so text meant for a bash that just ended is dropped.
+  The pty carries the cells' output and, when an operator sits at a terminal, the operator's keystrokes
+  (see :meth:`BashSession.wait`).
 * Every cell runs under **real errexit**: bash's first input line is a loop that, per cell, turns on
   ``set -eo pipefail`` and ``eval``\\ s the cell's text at the top level. A non-interactive bash exits on
   errexit failures, ``set -u`` errors, ``${X:?}`` and the rest exactly as ``bash -eo pipefail cell.sh``
@@ -54,7 +57,7 @@ OutputSink = Callable[[bytes], None]
 
 # Functions and variables of the command loop, read by bash at its start.
 _INIT = r"""
-__rx_n=0 __rx_f= __rx_st=0 __rx_x= __rx_back= __rx_cwd= __rx_src= __rx_tc= __rx_tr=
+__rx_n=0 __rx_f= __rx_len= __rx_st=0 __rx_x= __rx_back= __rx_cwd= __rx_src= __rx_tc= __rx_tr=
 # The status frame, on the terminal (its private copy 239 when the cell closed stdout).
 __rx_frame() {
   builtin printf '\036%s:%s:0:%s\037' "$__rx_nonce" "$__rx_n" "$PWD" 2>&238 ||
@@ -109,20 +112,31 @@ __rx_tget() {
 _LOOP = (
     "exec 237<&0 238<>/dev/null 239>&1; exec 0<&238; "
     "IFS= builtin read -rd '' __rx_i <{init}; builtin eval \"$__rx_i\"; builtin unset __rx_i; __rx_frame; "
-    "while IFS=' ' builtin read -r -u 237 __rx_n __rx_f; do "
-    # Cell $__rx_n: line 1 its name ($0, the name in bash's messages), then (flag w) its cwd, then its text.
-    "__rx_src=$(<\"$__rx_dir/$__rx_n\"); BASH_ARGV0=${__rx_src%%$'\\n'*} __rx_src=${__rx_src#*$'\\n'} __rx_tr=; "
-    "set -eo pipefail; case $__rx_f:$__rx_x in *[wr]*:* | *:*[xT]*) __rx_rare ;; esac; "
-    "case $__rx_f in "
+    # Each statement here costs bash ~15k instructions per cell: the common path (a cell without flags, no
+    # tracing) runs as few as possible.
+    "while IFS=' ' builtin read -r -u 237 __rx_n __rx_f __rx_len; do "
+    # Cell $__rx_n: line 1 its name ($0, the name in bash's messages), then (flag w) its cwd, then its text;
+    # the next $__rx_len bytes of the command pipe, or (no length) the file named by its number.
+    "case $__rx_len in '') __rx_src=$(<\"$__rx_dir/$__rx_n\") ;; "
+    '*) builtin read -r -N "$__rx_len" -u 237 __rx_src ;; esac; '
+    "BASH_ARGV0=${__rx_src%%$'\\n'*} __rx_src=${__rx_src#*$'\\n'} __rx_tr=; "
+    "set -eo pipefail; "
+    "case $__rx_f:$__rx_x in "
+    "*[wr]*:* | *:*[xT]*) __rx_rare; case $__rx_f in "
     '*i*) builtin eval "$__rx_tr$__rx_src" </dev/tty >&239 2>&239 ;; '
     '*e*) builtin eval "$__rx_tr$__rx_src" <&238 >&239 2>&239 ;; '
+    '*) builtin eval "$__rx_tr$__rx_src" ;; esac ;; '
+    # (No colon in the flags or in $-: *i*:* is flag i.)
+    '*i*:*) builtin eval "$__rx_tr$__rx_src" </dev/tty >&239 2>&239 ;; '
+    '*e*:*) builtin eval "$__rx_tr$__rx_src" <&238 >&239 2>&239 ;; '
     '*) builtin eval "$__rx_tr$__rx_src" ;; esac; '
     "{ __rx_st=$? __rx_x=$-; set +xT; } 2>&-; "
-    '((!__rx_st)) || builtin exit "$__rx_st"; '
-    "case $__rx_f in -) ;; *) "
+    # $? has no leading zero: "0-" is a passed cell without flags, "0..." a passed cell with some.
+    "case $__rx_st$__rx_f in 0-) ;; 0*) "
     'case $__rx_f in *t*) __rx_tget; builtin eval "$__rx_tc" ;; esac; '
     # trap -p at the top level: in a function it would not show the ERR trap.
     'case $__rx_f in *[sw]*) __rx_post; case $__rx_f in *s*) builtin trap -p >>"$__rx_dir/state" ;; esac ;; esac ;; '
+    '*) builtin exit "$__rx_st" ;; '
     "esac; "
     'builtin printf \'\\036%s:%s:0:%s\\037\' "$__rx_nonce" "$__rx_n" "$PWD" || __rx_frame; done; '
     "builtin printf '\\036%s?\\037' \"$__rx_nonce\" >&239; builtin exit 0"
@@ -135,8 +149,9 @@ exec 3<>"$1"; exec 3>&-
 unset BASH_ENV
 trap : INT TERM QUIT
 while IFS= read -r line; do
-  # Only an empty line starts a bash: a cell's command that was meant for a bash that just ended is dropped.
-  [ -z "$line" ] || continue
+  # Only the session's nonce on a line of its own starts a bash: a cell's command (and text) that was meant
+  # for a bash that just ended is dropped.
+  [ "$line" = "$n" ] || continue
   "$2" --noprofile --norc
   printf '\036%s!%s\037' "$n" "$?"
 done
@@ -196,6 +211,7 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _READ_SYSCALLS = {"x86_64": (0, 17, 19), "aarch64": (63, 65, 67)}.get(platform.machine(), (0,))
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 _DIR_PREFIX = "runbook-exec-"
+_INLINE_MAX = 16 * 1024
 
 
 @dataclass(frozen=True)
@@ -380,7 +396,7 @@ class BashSession:
 
     def _start_bash(self) -> None:
         """Ask the holder for a fresh bash and wait until its command loop runs."""
-        self._send("\n" + _LOOP.replace("{init}", shlex.quote(f"{self._dir}/init")) + "\n")
+        self._send(f"{self._nonce}\n" + _LOOP.replace("{init}", shlex.quote(f"{self._dir}/init")) + "\n")
         self._bash_alive = True
         outcome = self._wait("0", lambda _b: None, time.monotonic() + 10, interruptible=False)
         if outcome.kind != "frame":
@@ -541,8 +557,8 @@ class BashSession:
         """Send one cell to bash and return at once; :meth:`wait` reads its output and status.
 
         Until :meth:`wait`, the cell's output stays in the pty, so the caller can still write its own
-        lines first. ``next_cell`` (source, name) is written to its file while bash runs this one, so the
-        next call finds it ready (the two cores overlap instead of taking turns). ``stdin_tty``: the cell's
+        lines first. ``next_cell`` (source, name), when it goes by file, is written while bash runs this
+        one, so the next call finds it ready (the two cores overlap instead of taking turns). ``stdin_tty``: the cell's
         stdin is the terminal instead of ``/dev/null``.
         """
         self._settle()
@@ -551,18 +567,27 @@ class BashSession:
         at = time.monotonic()
         flags = _flags(source, snapshot, stdin_tty) + ("w" if cwd else "")
         prepared, self._prepared = self._prepared, None
-        if prepared is not None and prepared[0] == (source, name) and not cwd:
-            tag = prepared[1]
+        text = _cell_text(source, name, cwd)
+        if _inline(text):
+            self._counter += 1
+            tag = str(self._counter)
+            command = _command(tag, flags, len(text)) + text
         else:
-            tag = self._write(source, name, cwd)
+            if prepared is not None and prepared[0] == (source, name) and not cwd:
+                tag = prepared[1]
+            else:
+                tag = self._write(source, name, cwd)
+            command = _command(tag, flags, None)
         if self._baseline is not None:
-            # Each cell starts on a terminal in the runner's mode, whatever `stty` an earlier cell ran.
+            # Each cell starts on a terminal in the runner's mode, whatever `stty` an earlier cell ran (one
+            # system call to look, instead of the four of setting it, when nothing changed it).
             with contextlib.suppress(termios.error):
-                termios.tcsetattr(self._master, termios.TCSANOW, self._baseline)
+                if termios.tcgetattr(self._master) != self._baseline:
+                    termios.tcsetattr(self._master, termios.TCSANOW, self._baseline)
         ticks = int(time.clock_gettime(time.CLOCK_BOOTTIME) * _CLOCK_TICKS)
         self._interrupt_requested = False
-        self._send(f"{tag} {flags or '-'}\n")
-        if next_cell is not None:
+        self._send(command)
+        if next_cell is not None and not _inline(_cell_text(*next_cell, None)):
             self._prepared = (next_cell, self._write(*next_cell, None))
         return Started(nonce=tag, at=at, snapshot=snapshot, ticks=ticks)
 
@@ -658,16 +683,14 @@ class BashSession:
         tag = str(self._counter)
         fd = os.open(f"{self._dir}/{tag}", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            # Line 1 becomes $0 (bash names it in its messages); a cwd (flag w) follows.
-            header = _one_line(name) + "\n" + (_one_line(cwd) + "\n" if cwd else "")
-            os.write(fd, (header + source + ("" if source.endswith("\n") else "\n")).encode())
+            os.write(fd, _cell_text(source, name, cwd).encode())
         finally:
             os.close(fd)
         return tag
 
     def _send_cell(self, source: str, name: str, flags: str) -> str:
         tag = self._write(source, name, None)
-        self._send(f"{tag} {flags}\n")
+        self._send(_command(tag, flags, None))
         return tag
 
     def _send(self, text: str) -> None:
@@ -873,6 +896,25 @@ def _flags(source: str, snapshot: bool, stdin_tty: bool) -> str:
     if "exec" in source:
         flags += "e"
     return flags + ("i" if stdin_tty else "")
+
+
+def _command(tag: str, flags: str, length: int | None) -> str:
+    """A command line for the loop: cell number, flags and (text on the pipe) the text's length."""
+    return f"{tag} {flags or '-'} {'' if length is None else length}\n"
+
+
+def _cell_text(source: str, name: str, cwd: str | None) -> str:
+    """What bash reads for a cell: line 1 becomes $0 (bash names it in its messages), a cwd (flag w)
+    follows, then the source."""
+    header = _one_line(name) + "\n" + (_one_line(cwd) + "\n" if cwd else "")
+    return header + source + ("" if source.endswith("\n") else "\n")
+
+
+def _inline(text: str) -> bool:
+    """Whether a cell's text goes through the command pipe right after its command line (no file to create,
+    read and remove): ASCII (so bash's ``read -N``, which counts characters in the cell's locale, counts
+    bytes), no NUL (which ``read`` drops) and small (the pipe holds it while bash reads it)."""
+    return text.isascii() and len(text) <= _INLINE_MAX and "\0" not in text
 
 
 def _int(text: bytes) -> int:
