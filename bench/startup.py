@@ -1,0 +1,130 @@
+"""Start-up of runbook-exec against the interpreter's own, measured in one run.
+
+    python bench/startup.py [--repeat 10] [FILE]
+
+Floor: ``python3 -c pass`` (interpreter start-up, site packages included). Measured, each as the
+``runbook-exec`` console script starts it: ``--version``, ``--help``, ``--list FILE``,
+``check --skip shellcheck FILE``, and the time from process start to the first byte a runbook's first cell
+prints (on a pty, as an operator's terminal sees it). Prints medians and each one's ratio to the floor.
+FILE defaults to ops/deploy.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import select
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+# What the ``runbook-exec`` console script runs.
+ENTRY = "import sys; from runbook_exec.cli import main; sys.exit(main())"
+MARKER = b"first-cell-output"
+TARGETS = {"--version": 2.0, "--help": 2.0, "--list": 4.0, "check": 5.0, "first byte": 5.0}
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    return env
+
+
+def _run(cmd: list[str], cwd: Path) -> Callable[[], float]:
+    env = _env()
+
+    def once() -> float:
+        start = time.perf_counter()
+        subprocess.run(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+        return time.perf_counter() - start
+
+    return once
+
+
+def _first_byte(work: Path) -> Callable[[], float]:
+    """Process start to the first byte of the first cell's output, read on the pty the runner writes to."""
+    book = work / "first.md"
+    book.write_text(f"# First\n\n```bash {{#first .exec}}\nprintf '{MARKER.decode()}\\n'\n```\n", encoding="utf-8")
+    cmd = [sys.executable, "-c", ENTRY, book.name, "--no-release-log"]
+    env = _env()
+
+    def once() -> float:
+        main, sub = os.openpty()
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, cwd=work, env=env, stdin=sub, stdout=sub, stderr=sub, close_fds=True)
+        os.close(sub)
+        seen, found = b"", None
+        try:
+            while found is None:
+                ready, _, _ = select.select([main], [], [], 30)
+                if not ready:
+                    raise RuntimeError("no output from the first cell within 30 s")
+                try:
+                    chunk = os.read(main, 65536)
+                except OSError:  # EIO: the pty closed
+                    chunk = b""
+                if not chunk:
+                    raise RuntimeError(f"runner ended without the cell's output: {seen[-300:]!r}")
+                seen += chunk
+                if MARKER in seen:
+                    found = time.perf_counter() - start
+            while True:  # let the run finish, so the next one does not race it
+                try:
+                    if not os.read(main, 65536):
+                        break
+                except OSError:
+                    break
+        finally:
+            proc.wait()
+            os.close(main)
+        return found
+
+    return once
+
+
+def main() -> int:
+    """Run the benchmark; print medians and the ratio of each to the floor."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("file", nargs="?", default=str(ROOT / "ops" / "deploy.md"))
+    parser.add_argument("--repeat", type=int, default=10)
+    args = parser.parse_args()
+    book = str(Path(args.file).resolve())
+    python = [sys.executable, "-c"]
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        cases: dict[str, Callable[[], float]] = {
+            "--version": _run([*python, ENTRY, "--version"], work),
+            "--help": _run([*python, ENTRY, "--help"], work),
+            "--list": _run([*python, ENTRY, book, "--list"], work),
+            "check": _run([*python, ENTRY, "check", "--skip", "shellcheck", book], work),
+            "first byte": _first_byte(work),
+        }
+        floor_fn = _run([*python, "pass"], work)
+        # Interleaved rounds: a load spike on a shared machine then touches every case, floor included.
+        samples: dict[str, list[float]] = {name: [] for name in ["floor", *cases]}
+        for fn in (floor_fn, *cases.values()):
+            fn()  # warm the page cache and the bytecode cache
+        for _ in range(args.repeat):
+            samples["floor"].append(floor_fn())
+            for name, fn in cases.items():
+                samples[name].append(fn())
+    floor = statistics.median(samples["floor"])
+    print(f"floor (python3 -c pass): {floor * 1000:.1f} ms (median of {args.repeat})")
+    failed = False
+    for name in cases:
+        value = statistics.median(samples[name])
+        ratio = value / floor
+        ok = ratio <= TARGETS[name]
+        failed |= not ok
+        missed = "" if ok else "  MISSED"
+        print(f"{name:<12} {value * 1000:7.1f} ms  {ratio:5.2f}x floor  (target <= {TARGETS[name]:g}x){missed}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
