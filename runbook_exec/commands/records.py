@@ -13,12 +13,12 @@ from runbook_exec.errors import RunbookError
 from runbook_exec.ops import preflight
 from runbook_exec.records import release_log
 from runbook_exec.records.report import transcript_tail, write_json, write_junit
+from runbook_exec.records.rescan import rescan
 from runbook_exec.records.results import RunReport
 from runbook_exec.run import resume
 from runbook_exec.run.console import tell
 from runbook_exec.run.plan import Plan
 from runbook_exec.secrets.masking import Redactor
-from runbook_exec.secrets.rescan import rescan
 
 
 def write_reports(report: RunReport, artifacts: dict[str, Path]) -> list[str]:
