@@ -37,6 +37,7 @@ from runbook_exec.commands.records import record_aborted_runs
 from runbook_exec.commands.run import load_runbook
 from runbook_exec.commands.signals import Signals
 from runbook_exec.doc.document import Runbook
+from runbook_exec.doc.targets import Target
 from runbook_exec.errors import RunbookError, UsageError
 from runbook_exec.records import report as artifacts_io
 from runbook_exec.records.results import INTERRUPTED, PASSED
@@ -44,7 +45,7 @@ from runbook_exec.run import lock, resume
 from runbook_exec.run.console import silence, tell
 from runbook_exec.run.plan import Plan
 from runbook_exec.run.prefix import prefixed
-from runbook_exec.run.targets import Engine, Target, check_engines, resolve, update
+from runbook_exec.run.targets import Engine, check_engines, resolve, update
 from runbook_exec.secrets.masking import Redactor
 
 NOT_RUN, DONE_EARLIER, ERROR = "not run", "done earlier", "error"

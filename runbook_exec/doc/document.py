@@ -22,10 +22,10 @@ from mdit_py_plugins.front_matter import front_matter_plugin
 from runbook_exec.doc import languages
 from runbook_exec.doc import options as opts
 from runbook_exec.doc import runme as rm
+from runbook_exec.doc import targets as tgt
 from runbook_exec.doc.slug import slugify, unique
 from runbook_exec.doc.textfile import read_utf8
 from runbook_exec.errors import Problem
-from runbook_exec.run import targets as tgt
 
 SETTINGS_KEYS = frozenset(
     {"shell", "timeout", "env_file", "env_sample", "release_log", "release_template", "vars", "targets"}
