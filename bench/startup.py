@@ -31,6 +31,8 @@ TARGETS = {"--version": 2.0, "--help": 2.0, "--list": 4.0, "check": 5.0, "first 
 
 def _env() -> dict[str, str]:
     env = dict(os.environ)
+    # As an installed package runs: from its bytecode cache (written by the warm-up run), not recompiled.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     return env
 
