@@ -13,9 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from runbook_exec import __version__
-from runbook_exec.commands import run
 from runbook_exec.errors import ArgumentParser, RunbookError
-from runbook_exec.run.console import silence, tell
 
 SUBCOMMANDS = {
     "check": "runbook_exec.lint.check",
@@ -79,16 +77,19 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(argv: list[str]) -> int:
+    # Each command imports what it uses when it is chosen: --version and --help import none of them.
     if argv and argv[0] in SUBCOMMANDS:
-        import importlib  # noqa: PLC0415
+        import importlib
 
         module: Any = importlib.import_module(SUBCOMMANDS[argv[0]])
         return int(module.main(argv[1:]))
     args = _parser().parse_args(argv)
     if args.target:
-        from runbook_exec.commands import rollout  # noqa: PLC0415 - only a run with --target pays for it
+        from runbook_exec.commands import rollout  # only a run with --target pays for it
 
         return rollout.main(args)
+    from runbook_exec.commands import run
+
     return run.main(args)
 
 
@@ -97,12 +98,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _run(list(sys.argv[1:] if argv is None else argv))
     except RunbookError as exc:
+        from runbook_exec.run.console import tell
+
         tell(str(exc))
         return exc.exit_code
     except KeyboardInterrupt:
+        from runbook_exec.run.console import tell
+
         tell("runbook-exec: interrupted")
         return 130
     except BrokenPipeError:
+        from runbook_exec.run.console import silence
+
         # --list or --dry-run into a reader that stopped early (| head): what it read is what it wanted.
         silence(sys.stdout)
         return 1

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import TYPE_CHECKING
 
 from runbook_exec.doc import document
 from runbook_exec.doc.document import Cell, Runbook
-from runbook_exec.run.console import tell
-from runbook_exec.run.plan import Plan
-from runbook_exec.secrets.masking import Redactor
+
+if TYPE_CHECKING:  # --list imports neither plans nor masking engines
+    from runbook_exec.run.plan import Plan
+    from runbook_exec.secrets.masking import Redactor
 
 
 def honor_list_request(book: Runbook, as_json: bool) -> int:
@@ -68,6 +70,8 @@ def _flags(c: Cell, book: Runbook | None = None) -> str:
 def honor_dry_run(plan: Plan, redactor: Redactor, as_json: bool) -> int:
     """Show the planned cells. Only what came from the runbook and the environment is masked (one value
     at a time); the runner's own numbers and words (line, timeout, counts) stay as they are."""
+    from runbook_exec.run.console import tell
+
     mask = redactor.mask
     for warning in plan.warnings:
         tell(mask(f"warning: {warning}"))

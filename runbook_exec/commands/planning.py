@@ -82,7 +82,7 @@ def _interactive() -> bool:
 
 def _ask_placeholders(prompts: Sequence[Prompt]) -> dict[Prompt, str]:
     """Runme's variable prompts, asked on the terminal before anything runs; Enter keeps the default."""
-    import getpass  # noqa: PLC0415 - only a run that asks needs it
+    import getpass  # only a run that asks needs it
 
     answers: dict[Prompt, str] = {}
     for prompt in prompts:

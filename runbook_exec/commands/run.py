@@ -8,15 +8,9 @@ from __future__ import annotations
 
 import argparse
 
-from runbook_exec.commands.execution import run_one
-from runbook_exec.commands.listing import honor_dry_run, honor_list_request
-from runbook_exec.commands.planning import ask_prompts, build_plan, load_resume
 from runbook_exec.doc import document
 from runbook_exec.doc.document import Runbook
 from runbook_exec.errors import UsageError
-from runbook_exec.run import lock
-from runbook_exec.run.console import tell
-from runbook_exec.secrets.masking import Redactor
 
 
 def load_runbook(args: argparse.Namespace) -> Runbook:
@@ -28,15 +22,27 @@ def main(args: argparse.Namespace) -> int:
     if args.keep_going:
         raise UsageError("runbook-exec: --keep-going needs --target (it decides whether a rollout goes on)")
     book = load_runbook(args)
+    # Each path imports what it uses: --list never pays for plans, masking engines or the bash session.
     if args.list:
+        from runbook_exec.commands.listing import honor_list_request
+
         return honor_list_request(book, args.json)
     if args.resume and args.start:
         raise UsageError("runbook-exec: --resume and --from cannot be combined (--resume starts at the failed cell)")
+    from runbook_exec.commands.planning import ask_prompts, build_plan, load_resume
+
     if args.dry_run:
+        from runbook_exec.commands.listing import honor_dry_run
+        from runbook_exec.secrets.masking import Redactor
+
         if args.resume:
             load_resume(args)
         plan = build_plan(book, args, tolerant=True)
         return honor_dry_run(plan, Redactor(plan.secrets), args.json)
+    from runbook_exec.commands.execution import run_one
+    from runbook_exec.run import lock
+    from runbook_exec.run.console import tell
+
     with lock.hold(args.file, warn=tell):
         # Under the lock: no other runner of this runbook here is alive, so its state can be read.
         saved = load_resume(args) if args.resume else None
