@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Iterator
 
 from runbook_exec.lint.findings import Finding, finding
-from runbook_exec.secrets.masking import is_secret_name
+from runbook_exec.secrets.names import is_secret_name
 from runbook_exec.secrets.patterns import SECRET_PATTERNS
 
 # Fixed sub-prefixes of a format that are safe to show after its trigger (``sk-`` + ``proj-``).
@@ -40,7 +40,7 @@ _PLACEHOLDER = re.compile(
 
 
 def secret_key(key: str) -> bool:
-    """A name the runner treats as secret (:func:`runbook_exec.secrets.masking.is_secret_name`) or one that hints
+    """A name the runner treats as secret (:func:`runbook_exec.secrets.names.is_secret_name`) or one that hints
     at a credential."""
     return is_secret_name(key) or _SECRET_HINT.search(key) is not None
 
