@@ -10,7 +10,6 @@ from pathlib import Path
 
 from runbook_exec.doc.document import Runbook
 from runbook_exec.errors import RunbookError
-from runbook_exec.ops import preflight
 from runbook_exec.records import release_log
 from runbook_exec.records.report import transcript_tail, write_json, write_junit
 from runbook_exec.records.rescan import rescan
@@ -49,6 +48,8 @@ def append_release_log(plan: Plan, report: RunReport, redactor: Redactor) -> str
     compose = plan.env.get("COMPOSE_FILE") or os.environ.get("COMPOSE_FILE") or COMPOSE_FILE
     if report.status != "passed" and tag_prev and plan.env_file and Path(compose).is_file():
         # "Is rollback possible?" for the Minimum Failure Record: are TAG_PREV's images still here?
+        from runbook_exec.ops import preflight  # only a failed run's record asks
+
         extra["rollback_possible"] = preflight.images_present(tag_prev, compose, plan.env_file)
     template = plan.release_template or DEFAULT_TEMPLATE
     return _append_record(plan.release_log, template, report, plan.runbook, extra, redactor)
