@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from runbook_exec.commands.planning import _interactive, _selection_key
+from runbook_exec.commands.planning import is_interactive, selection_key
 from runbook_exec.commands.records import finish, record_aborted_runs
 from runbook_exec.commands.signals import Signals
 from runbook_exec.doc.document import Cell
@@ -33,7 +33,7 @@ def prepare_outputs(plan: Plan, args: argparse.Namespace) -> dict[str, Path]:
         check_writable(artifacts[name], f"--{name}")
     if plan.release_log:
         release_log.check_writable(plan.release_log)
-    artifacts["state"] = resume.state_path(plan.runbook.path, _selection_key(args))
+    artifacts["state"] = resume.state_path(plan.runbook.path, selection_key(args))
     return artifacts
 
 
@@ -106,7 +106,7 @@ def run_plan(
         redactor,
         console,
         transcript,
-        confirm=_confirmer(console, redactor) if _interactive() else None,
+        confirm=_confirmer(console, redactor) if is_interactive() else None,
         step=args.step,
         on_cell_done=on_cell_done,
         on_cell_start=on_cell_start,

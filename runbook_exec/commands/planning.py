@@ -40,7 +40,7 @@ def build_plan(book: Runbook, args: argparse.Namespace, *, tolerant: bool = Fals
         release_log=args.release_log,
         no_release_log=args.no_release_log or tolerant,
         assume_yes=args.yes or tolerant,
-        interactive=_interactive(),
+        interactive=is_interactive(),
         target=args.target_name,
     )
     if tolerant and not args.env_file and book.settings.env_file and not Path(book.settings.env_file).exists():
@@ -62,18 +62,20 @@ def ask_prompts(plans: Sequence[Plan], allow_short: bool) -> list[Plan]:
 
 def load_resume(args: argparse.Namespace) -> resume.Saved:
     """Where ``--resume`` starts this run (``args.start`` is set to it); call it holding the run lock."""
-    saved = resume.load(args.file, _selection_key(args))
+    saved = resume.load(args.file, selection_key(args))
     args.start = saved.failed_cell
     return saved
 
 
-def _selection_key(args: argparse.Namespace) -> tuple[str, ...]:
+def selection_key(args: argparse.Namespace) -> tuple[str, ...]:
+    """What names this run's resume state: the selection, and the target of a per-target run."""
     key = Selection(sections=tuple(args.section), cells=tuple(args.cell), tags=_tags(args.tag)).describe()
     # Each target keeps its own resume state.
     return (*key, f"target:{args.target_name}") if args.target_name else key
 
 
-def _interactive() -> bool:
+def is_interactive() -> bool:
+    """Both ends on a terminal: questions can be asked and answered."""
     try:
         return sys.stdin.isatty() and sys.stdout.isatty()
     except (AttributeError, ValueError):

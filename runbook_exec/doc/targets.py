@@ -20,7 +20,7 @@ HOST_SCHEMES = ("unix://", "tcp://", "ssh://", "npipe://", "fd://")
 # Set by the target itself: a target's vars cannot override them.
 RESERVED_VARS = frozenset({"DOCKER_CONTEXT", "DOCKER_HOST", "RUNBOOK_TARGET"})
 # Names end up in run folder names, lock files, output prefixes and release records.
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+TARGET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 _VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 Bad = Callable[[str, str], None]  # (front matter key to point at, message)
@@ -91,7 +91,7 @@ def parse_block(raw: Any, bad: Bad) -> tuple[Target, ...]:
 
 def _target(name: str, spec: Any, bad: Callable[[str], None]) -> Target | None:
     ok = True
-    if not _NAME.fullmatch(name):
+    if not TARGET_NAME.fullmatch(name):
         bad("a target name is letters, digits, '.', '_' or '-' (up to 63, starting with a letter or digit)")
         ok = False
     if not isinstance(spec, dict):

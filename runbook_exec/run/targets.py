@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from runbook_exec.doc.options import closest
-from runbook_exec.doc.targets import _NAME, Target
+from runbook_exec.doc.targets import TARGET_NAME, Target
 from runbook_exec.errors import Problem, RunbookError
 
 if TYPE_CHECKING:
@@ -86,7 +86,7 @@ def _is_context(name: str, docker: str | None) -> bool:
     import subprocess  # noqa: PLC0415
 
     exe = docker or shutil.which("docker")
-    if exe is None or not _NAME.fullmatch(name):
+    if exe is None or not TARGET_NAME.fullmatch(name):
         return False
     try:
         found = subprocess.run(
