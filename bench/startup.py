@@ -5,7 +5,8 @@
 Floor: ``python3 -c pass`` (interpreter start-up, site packages included). Measured, each as the
 ``runbook-exec`` console script starts it: ``--version``, ``--help``, ``--list FILE``,
 ``check --skip shellcheck FILE``, and the time from process start to the first byte a runbook's first cell
-prints (on a pty, as an operator's terminal sees it). Prints medians and each one's ratio to the floor.
+prints (on a pty, as an operator's terminal sees it). Prints medians and each one's ratio to the floor (wall
+time, the target), and for the non-pty cases the ratio of CPU time too, which a busy machine disturbs less.
 FILE defaults to ops/deploy.md.
 """
 
@@ -37,25 +38,31 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _run(cmd: list[str], cwd: Path) -> Callable[[], float]:
+Sample = tuple[float, float | None]  # wall seconds, CPU seconds (user + system; None: not measured)
+
+
+def _run(cmd: list[str], cwd: Path) -> Callable[[], Sample]:
     env = _env()
 
-    def once() -> float:
+    def once() -> Sample:
         start = time.perf_counter()
-        subprocess.run(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
-        return time.perf_counter() - start
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        return wall, usage.ru_utime + usage.ru_stime
 
     return once
 
 
-def _first_byte(work: Path) -> Callable[[], float]:
+def _first_byte(work: Path) -> Callable[[], Sample]:
     """Process start to the first byte of the first cell's output, read on the pty the runner writes to."""
     book = work / "first.md"
     book.write_text(f"# First\n\n```bash {{#first .exec}}\nprintf '{MARKER.decode()}\\n'\n```\n", encoding="utf-8")
     cmd = [sys.executable, "-c", ENTRY, book.name, "--no-release-log"]
     env = _env()
 
-    def once() -> float:
+    def once() -> Sample:
         main, sub = os.openpty()
         start = time.perf_counter()
         proc = subprocess.Popen(cmd, cwd=work, env=env, stdin=sub, stdout=sub, stderr=sub, close_fds=True)
@@ -84,7 +91,7 @@ def _first_byte(work: Path) -> Callable[[], float]:
         finally:
             proc.wait()
             os.close(main)
-        return found
+        return found, None
 
     return once
 
@@ -99,7 +106,7 @@ def main() -> int:
     python = [sys.executable, "-c"]
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        cases: dict[str, Callable[[], float]] = {
+        cases: dict[str, Callable[[], Sample]] = {
             "--version": _run([*python, ENTRY, "--version"], work),
             "--help": _run([*python, ENTRY, "--help"], work),
             "--list": _run([*python, ENTRY, book, "--list"], work),
@@ -108,23 +115,27 @@ def main() -> int:
         }
         floor_fn = _run([*python, "pass"], work)
         # Interleaved rounds: a load spike on a shared machine then touches every case, floor included.
-        samples: dict[str, list[float]] = {name: [] for name in ["floor", *cases]}
+        samples: dict[str, list[Sample]] = {name: [] for name in ["floor", *cases]}
         for fn in (floor_fn, *cases.values()):
             fn()  # warm the page cache and the bytecode cache
         for _ in range(args.repeat):
             samples["floor"].append(floor_fn())
             for name, fn in cases.items():
                 samples[name].append(fn())
-    floor = statistics.median(samples["floor"])
-    print(f"floor (python3 -c pass): {floor * 1000:.1f} ms (median of {args.repeat})")
+    floor = statistics.median(w for w, _ in samples["floor"])
+    floor_cpu = statistics.median(c or 0.0 for _, c in samples["floor"])
+    print(f"floor (python3 -c pass): {floor * 1000:.1f} ms, CPU {floor_cpu * 1000:.1f} ms (medians of {args.repeat})")
     failed = False
     for name in cases:
-        value = statistics.median(samples[name])
+        value = statistics.median(w for w, _ in samples[name])
         ratio = value / floor
         ok = ratio <= TARGETS[name]
         failed |= not ok
         missed = "" if ok else "  MISSED"
-        print(f"{name:<12} {value * 1000:7.1f} ms  {ratio:5.2f}x floor  (target <= {TARGETS[name]:g}x){missed}")
+        cpus = [c for _, c in samples[name] if c is not None]
+        # CPU time moves less than wall time when other processes share the cores.
+        cpu = f"  CPU {statistics.median(cpus) / floor_cpu:5.2f}x" if cpus and floor_cpu else ""
+        print(f"{name:<12} {value * 1000:7.1f} ms  {ratio:5.2f}x floor  (target <= {TARGETS[name]:g}x){missed}{cpu}")
     return 1 if failed else 0
 
 
