@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 from markdown_it import MarkdownIt
+from markdown_it.rules_core import StateCore
 from markdown_it.token import Token
 from mdit_py_plugins.front_matter import front_matter_plugin
 
@@ -157,8 +158,25 @@ class Runbook:
         return _key_line(self.text.split("\n"), self.front_matter_lines, key)
 
 
-_md = MarkdownIt("commonmark").use(front_matter_plugin)
-_md_body = MarkdownIt("commonmark")
+def _heading_inlines(state: StateCore) -> None:
+    """markdown-it's ``inline`` core rule, for headings only: the model reads the text of headings and never a
+    paragraph's, whose inline parsing was most of the time a parse took."""
+    tokens = state.tokens
+    for i, token in enumerate(tokens):
+        if token.type == "inline" and i and tokens[i - 1].type == "heading_open":
+            if token.children is None:
+                token.children = []
+            state.md.inline.parse(token.content, state.md, state.env, token.children)
+
+
+def _markdown() -> MarkdownIt:
+    md = MarkdownIt("commonmark")
+    md.core.ruler.at("inline", _heading_inlines)
+    return md
+
+
+_md = _markdown().use(front_matter_plugin)
+_md_body = _markdown()
 
 
 def read_text(path: str) -> str:
