@@ -32,6 +32,9 @@ def _cp1252_high() -> dict[str, int]:
 
 
 _CP1252_HIGH = _cp1252_high()
+# A character whose byte (Latin-1 / Windows-1252) starts a UTF-8 sequence (0xC2-0xF4), then one whose byte
+# continues it (0x80-0xBF): U+0080-U+00BF, or one of Windows-1252's characters for 0x80-0x9F.
+_MOJIBAKE = re.compile("[\u00c2-\u00f4][\u0080-\u00bf" + re.escape("".join(sorted(_CP1252_HIGH))) + "]")
 
 
 def _byte(ch: str) -> int | None:
@@ -46,16 +49,8 @@ def _byte(ch: str) -> int | None:
 
 def mojibake_at(line: str) -> int | None:
     """Index of the first mojibake pair in ``line``, or None."""
-    if line.isascii():  # the common line: no byte of a decoded UTF-8 sequence
-        return None
-    for i in range(len(line) - 1):
-        lead = _byte(line[i])
-        if lead is None or not 0xC2 <= lead <= 0xF4:
-            continue
-        follow = _byte(line[i + 1])
-        if follow is not None and 0x80 <= follow <= 0xBF:
-            return i
-    return None
+    found = _MOJIBAKE.search(line)
+    return found.start() if found else None
 
 
 def check_text(book: Runbook) -> list[Finding]:
