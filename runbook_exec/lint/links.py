@@ -82,6 +82,13 @@ def check_links(book: Runbook, load: Loader) -> list[Finding]:
     own = anchors(book)
     out: list[Finding] = []
     base = Path(book.path).parent
+    known: dict[str, set[str]] = {}  # anchors of each linked runbook, computed once however many links
+
+    def anchors_of(other: Runbook) -> set[str]:
+        if other.path not in known:
+            known[other.path] = anchors(other)
+        return known[other.path]
+
     for href, line, col in links(book):
         if not href or _SCHEME.match(href) or href.startswith("//"):
             continue
@@ -100,14 +107,14 @@ def check_links(book: Runbook, load: Loader) -> list[Finding]:
         other = load(path)
         if other is None:
             out.append(finding(book.path, line, col, "RX502", f"link to {target}: no such Markdown file"))
-        elif fragment and fragment not in anchors(other):
+        elif fragment and fragment not in anchors_of(other):
             out.append(
                 finding(
                     book.path,
                     line,
                     col,
                     "RX501",
-                    f"link to {target}#{fragment}: no such anchor in {target}{_hint(fragment, anchors(other))}",
+                    f"link to {target}#{fragment}: no such anchor in {target}{_hint(fragment, anchors_of(other))}",
                 )
             )
     return out
