@@ -13,13 +13,26 @@ from pathlib import Path
 from urllib.parse import unquote
 
 from markdown_it import MarkdownIt
+from markdown_it.rules_core import StateCore
 from markdown_it.token import Token
 from mdit_py_plugins.front_matter import front_matter_plugin
 
 from runbook_exec.doc.document import Runbook
 from runbook_exec.lint.findings import Finding, finding
 
+
+def _inlines_with_links(state: StateCore) -> None:
+    """markdown-it's ``inline`` core rule, for the inline text that can hold a link: CommonMark links start
+    with ``[`` and autolinks with ``<``, so text with neither (most of a runbook) is not parsed further."""
+    for token in state.tokens:
+        if token.type == "inline" and ("[" in token.content or "<" in token.content):
+            if token.children is None:
+                token.children = []
+            state.md.inline.parse(token.content, state.md, state.env, token.children)
+
+
 _md = MarkdownIt("commonmark").use(front_matter_plugin)
+_md.core.ruler.at("inline", _inlines_with_links)
 _HTML_ID = re.compile(r"""\b(?:id|name)\s*=\s*["']([^"']+)["']""")
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:")
 
