@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from markdown_it import MarkdownIt
@@ -23,10 +23,12 @@ from mdit_py_plugins.front_matter import front_matter_plugin
 from runbook_exec.doc import languages
 from runbook_exec.doc import options as opts
 from runbook_exec.doc import runme as rm
-from runbook_exec.doc import targets as tgt
 from runbook_exec.doc.slug import slugify, unique
 from runbook_exec.doc.textfile import read_utf8
 from runbook_exec.errors import Problem
+
+if TYPE_CHECKING:
+    from runbook_exec.doc import targets as tgt
 
 SETTINGS_KEYS = frozenset(
     {"shell", "timeout", "env_file", "env_sample", "release_log", "release_template", "vars", "targets"}
@@ -623,7 +625,11 @@ def _settings(
         raw_vars = {}
     for name, spec in raw_vars.items():
         specs.append(_var_spec(str(name), spec, lambda m, n=str(name): bad(n, m)))
-    targets = tgt.parse_block(block.get("targets"), bad)
+    targets: tuple[tgt.Target, ...] = ()
+    if block.get("targets") is not None:  # the target model is read only by a runbook that declares targets
+        from runbook_exec.doc import targets as tgt  # noqa: PLC0415
+
+        targets = tgt.parse_block(block.get("targets"), bad)
     return Settings(
         shell=shell,
         timeout=timeout,
