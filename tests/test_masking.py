@@ -18,7 +18,8 @@ import pytest
 from runbook_exec.lint.secrets import check_secrets, secret_key
 from runbook_exec.records import release_log, report
 from runbook_exec.secrets.literals import ENGINES
-from runbook_exec.secrets.masking import Redactor, Secret, classify, is_secret_name, strip_controls
+from runbook_exec.secrets.masking import Redactor, Secret, classify, strip_controls
+from runbook_exec.secrets.names import is_secret_name
 
 CASES = Path(__file__).parent / "fixtures" / "masking" / "cases.txt"
 

@@ -9,8 +9,8 @@ import os
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
+from runbook_exec.records.rescan import rescan
 from runbook_exec.secrets.masking import Redactor, Secret
-from runbook_exec.secrets.rescan import rescan
 
 SECRET = "s3cr3t-" + os.urandom(8).hex()
 COMMON = [Secret("POSTGRES_USER", "root"), Secret("YEAR", "2026"), Secret("WORD", "passed")]

@@ -17,9 +17,9 @@ import pytest
 import yaml
 
 from runbook_exec.doc.document import parse_text
+from runbook_exec.doc.targets import Target
 from runbook_exec.errors import RunbookError
 from runbook_exec.run import targets
-from runbook_exec.run.targets import Target
 
 from conftest import FIXTURES, run_cli
 

@@ -1,1 +1,1 @@
-"""What the command line dispatches to: one module per command."""
+"""What the command line dispatches to: the run command and its steps, and the rollout over targets."""

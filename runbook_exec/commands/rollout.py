@@ -4,7 +4,7 @@ Per target, everything a single run has, of its own: the docker CLI pointed at t
 (``DOCKER_CONTEXT`` or ``DOCKER_HOST``, and ``RUNBOOK_TARGET``) for every process the run starts, its env
 file and vars, its plan (``TAG_PREV`` from its own records), run folder, report, JUnit suite, release record,
 resume state, record of an earlier run whose runner died, and lock. Each target's run is
-:func:`runbook_exec.cli.run_one`, the step a single run takes too.
+:func:`runbook_exec.commands.execution.run_one`, the step a single run takes too.
 
 Before anything runs, every target's lock is taken, every target resolved, every plan validated and every
 engine asked for its name; any problem is exit 2 with nothing run. Runme's prompts are asked once. Then the
@@ -30,8 +30,14 @@ from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
 
-from runbook_exec import cli
+from runbook_exec.commands.execution import run_one
+from runbook_exec.commands.listing import honor_dry_run, honor_list_request
+from runbook_exec.commands.planning import ask_prompts, build_plan, load_resume
+from runbook_exec.commands.records import record_aborted_runs
+from runbook_exec.commands.run import load_runbook
+from runbook_exec.commands.signals import Signals
 from runbook_exec.doc.document import Runbook
+from runbook_exec.doc.targets import Target
 from runbook_exec.errors import RunbookError, UsageError
 from runbook_exec.records import report as artifacts_io
 from runbook_exec.records.results import INTERRUPTED, PASSED
@@ -39,7 +45,7 @@ from runbook_exec.run import lock, resume
 from runbook_exec.run.console import silence, tell
 from runbook_exec.run.plan import Plan
 from runbook_exec.run.prefix import prefixed
-from runbook_exec.run.targets import Engine, Target, check_engines, resolve, update
+from runbook_exec.run.targets import Engine, check_engines, resolve, update
 from runbook_exec.secrets.masking import Redactor
 
 NOT_RUN, DONE_EARLIER, ERROR = "not run", "done earlier", "error"
@@ -85,7 +91,7 @@ def main(args: argparse.Namespace) -> int:
         )
     if args.resume and args.start:
         raise UsageError("runbook-exec: --resume and --from cannot be combined (--resume starts at the failed cell)")
-    book = cli.load_runbook(args)
+    book = load_runbook(args)
     targets = resolve(book, args.target)
     if args.list:
         return _list(book, targets, args.json)
@@ -101,14 +107,14 @@ def main(args: argparse.Namespace) -> int:
         running = targets[first:]
         plans = _plans(book, running, args, starts, tolerant=False)
         engines = check_engines(book, running)
-        plans = cli.ask_prompts(plans, args.allow_short_secrets)
+        plans = ask_prompts(plans, args.allow_short_secrets)
         for target, plan in zip(running, plans, strict=True):
             # Every target named, not only those this rollout gets to: a failing first target must not
             # leave another target's aborted run unrecorded.
-            cli.record_aborted_runs(plan, Redactor(plan.secrets), target.name)
+            record_aborted_runs(plan, Redactor(plan.secrets), target.name)
         outcomes = [Outcome(t, DONE_EARLIER) for t in targets[:first]]
         # From here on a signal stops the current target as it stops a single run, and starts no other.
-        with cli.Signals() as signals:
+        with Signals() as signals:
             ran = _roll(list(zip(running, plans, engines, strict=True)), args, starts, len(targets) > 1, signals)
             code = _finish(book, plans[0].selection, outcomes + ran, signals.late, args)
         return signals.late if signals.late is not None and code == 0 else code
@@ -155,7 +161,7 @@ def _plans(
             ns.env_file = None
             used = replace(book, settings=replace(book.settings, env_file=None, env_sample=None))
         try:
-            plans.append(cli.build_plan(used, ns, tolerant=tolerant))
+            plans.append(build_plan(used, ns, tolerant=tolerant))
         except RunbookError as exc:
             for line in str(exc).split("\n"):
                 failing.setdefault(line, []).append(target.name)
@@ -174,7 +180,7 @@ def _resume_point(args: argparse.Namespace, targets: Sequence[Target]) -> tuple[
     reasons: list[str] = []
     for index, target in enumerate(targets):
         try:
-            return index, {target.name: cli.load_resume(_target_args(args, target, None))}
+            return index, {target.name: load_resume(_target_args(args, target, None))}
         except resume.NothingToResume as exc:
             # This target is done (or never ran): look further. Any other reason (a failed cell without an
             # id) is this target's and stops the search.
@@ -194,7 +200,7 @@ def _captured(step: Callable[[], int]) -> tuple[int, str]:
 
 
 def _list(book: Runbook, targets: Sequence[Target], as_json: bool) -> int:
-    code, text = _captured(lambda: cli.honor_list_request(book, as_json))
+    code, text = _captured(lambda: honor_list_request(book, as_json))
     if as_json:
         data = json.loads(text)
         data["targets"] = [t.to_json() for t in targets]
@@ -218,7 +224,7 @@ def _dry_run(book: Runbook, targets: Sequence[Target], plans: Sequence[Plan], as
     if as_json:
         shown = []
         for target, plan in zip(targets, plans, strict=True):
-            _, text = _captured(functools.partial(cli.honor_dry_run, plan, Redactor(plan.secrets), True))
+            _, text = _captured(functools.partial(honor_dry_run, plan, Redactor(plan.secrets), True))
             shown.append({"target": target.to_json(), "engine": target.engine, "plan": json.loads(text)})
         print(json.dumps({"runbook": book.path, "targets": shown}, ensure_ascii=False, indent=2))
         return 0
@@ -227,7 +233,7 @@ def _dry_run(book: Runbook, targets: Sequence[Target], plans: Sequence[Plan], as
         shown_vars = ", ".join(f"{k}={v}" for k, v in plan.variables.items())
         if shown_vars:
             print(Redactor(plan.secrets).mask(f"   variables: {shown_vars}"))
-        cli.honor_dry_run(plan, Redactor(plan.secrets), False)
+        honor_dry_run(plan, Redactor(plan.secrets), False)
     return 0
 
 
@@ -247,7 +253,7 @@ def _roll(
     args: argparse.Namespace,
     starts: dict[str, resume.Saved],
     label: bool,
-    signals: cli.Signals,
+    signals: Signals,
 ) -> list[Outcome]:
     """Run the targets in order; return their outcomes."""
     width = max(len(t.name) for t, _, _ in work)
@@ -289,7 +295,7 @@ def _run_target(
     plan: Plan,
     args: argparse.Namespace,
     saved: resume.Saved | None,
-    signals: cli.Signals,
+    signals: Signals,
 ) -> Outcome:
     """One target: the single run's own step (outputs, aborted runs, cells, reports, release record,
     rescan) with this target's plan, resume state and run folder."""
@@ -297,7 +303,7 @@ def _run_target(
     ns.engine_host = engine.host
     t0 = time.monotonic()
     try:
-        ran = cli.run_one(plan, ns, saved, signals)
+        ran = run_one(plan, ns, saved, signals)
     except RunbookError as exc:
         tell(str(exc))
         return Outcome(target, ERROR, 2, time.monotonic() - t0, engine.host, message=str(exc))

@@ -12,10 +12,11 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from markdown_it import MarkdownIt
+from markdown_it.rules_core import StateCore
 from markdown_it.token import Token
 from mdit_py_plugins.front_matter import front_matter_plugin
 
@@ -25,7 +26,9 @@ from runbook_exec.doc import runme as rm
 from runbook_exec.doc.slug import slugify, unique
 from runbook_exec.doc.textfile import read_utf8
 from runbook_exec.errors import Problem
-from runbook_exec.run import targets as tgt
+
+if TYPE_CHECKING:
+    from runbook_exec.doc import targets as tgt
 
 SETTINGS_KEYS = frozenset(
     {"shell", "timeout", "env_file", "env_sample", "release_log", "release_template", "vars", "targets"}
@@ -157,8 +160,25 @@ class Runbook:
         return _key_line(self.text.split("\n"), self.front_matter_lines, key)
 
 
-_md = MarkdownIt("commonmark").use(front_matter_plugin)
-_md_body = MarkdownIt("commonmark")
+def _heading_inlines(state: StateCore) -> None:
+    """markdown-it's ``inline`` core rule, for headings only: the model reads the text of headings and never a
+    paragraph's, whose inline parsing was most of the time a parse took."""
+    tokens = state.tokens
+    for i, token in enumerate(tokens):
+        if token.type == "inline" and i and tokens[i - 1].type == "heading_open":
+            if token.children is None:
+                token.children = []
+            state.md.inline.parse(token.content, state.md, state.env, token.children)
+
+
+def _markdown() -> MarkdownIt:
+    md = MarkdownIt("commonmark")
+    md.core.ruler.at("inline", _heading_inlines)
+    return md
+
+
+_md = _markdown().use(front_matter_plugin)
+_md_body = _markdown()
 
 
 def read_text(path: str) -> str:
@@ -605,7 +625,11 @@ def _settings(
         raw_vars = {}
     for name, spec in raw_vars.items():
         specs.append(_var_spec(str(name), spec, lambda m, n=str(name): bad(n, m)))
-    targets = tgt.parse_block(block.get("targets"), bad)
+    targets: tuple[tgt.Target, ...] = ()
+    if block.get("targets") is not None:  # the target model is read only by a runbook that declares targets
+        from runbook_exec.doc import targets as tgt  # noqa: PLC0415
+
+        targets = tgt.parse_block(block.get("targets"), bad)
     return Settings(
         shell=shell,
         timeout=timeout,

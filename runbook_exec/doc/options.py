@@ -10,7 +10,6 @@ words are an error, because they break the site's rendering.
 
 from __future__ import annotations
 
-import difflib
 import json
 import math
 import re
@@ -365,6 +364,8 @@ def _lenient_options(
 
 
 def _closest(word: str, choices: frozenset[str] | set[str] | list[str]) -> str | None:
+    import difflib  # noqa: PLC0415 - only a misspelt key needs it; every parse of a runbook imports this module
+
     found = difflib.get_close_matches(word, sorted(choices), n=1, cutoff=0.6)
     return found[0] if found else None
 

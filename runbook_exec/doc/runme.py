@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import re
-import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -301,6 +300,8 @@ def _load(raw: str, inner: str | None, first_line: int, last_line: int) -> Front
             if isinstance(data, dict):
                 return FrontMatter(first_line, last_line, "json", data)
     if inner is not None:
+        import tomllib  # noqa: PLC0415 - only TOML front matter needs it; every parse of a runbook imports this module
+
         try:
             return FrontMatter(first_line, last_line, "toml", tomllib.loads(inner))
         except tomllib.TOMLDecodeError:

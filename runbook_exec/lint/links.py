@@ -13,13 +13,26 @@ from pathlib import Path
 from urllib.parse import unquote
 
 from markdown_it import MarkdownIt
+from markdown_it.rules_core import StateCore
 from markdown_it.token import Token
 from mdit_py_plugins.front_matter import front_matter_plugin
 
 from runbook_exec.doc.document import Runbook
 from runbook_exec.lint.findings import Finding, finding
 
+
+def _inlines_with_links(state: StateCore) -> None:
+    """markdown-it's ``inline`` core rule, for the inline text that can hold a link: CommonMark links start
+    with ``[`` and autolinks with ``<``, so text with neither (most of a runbook) is not parsed further."""
+    for token in state.tokens:
+        if token.type == "inline" and ("[" in token.content or "<" in token.content):
+            if token.children is None:
+                token.children = []
+            state.md.inline.parse(token.content, state.md, state.env, token.children)
+
+
 _md = MarkdownIt("commonmark").use(front_matter_plugin)
+_md.core.ruler.at("inline", _inlines_with_links)
 _HTML_ID = re.compile(r"""\b(?:id|name)\s*=\s*["']([^"']+)["']""")
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:")
 
@@ -82,6 +95,13 @@ def check_links(book: Runbook, load: Loader) -> list[Finding]:
     own = anchors(book)
     out: list[Finding] = []
     base = Path(book.path).parent
+    known: dict[str, set[str]] = {}  # anchors of each linked runbook, computed once however many links
+
+    def anchors_of(other: Runbook) -> set[str]:
+        if other.path not in known:
+            known[other.path] = anchors(other)
+        return known[other.path]
+
     for href, line, col in links(book):
         if not href or _SCHEME.match(href) or href.startswith("//"):
             continue
@@ -100,14 +120,14 @@ def check_links(book: Runbook, load: Loader) -> list[Finding]:
         other = load(path)
         if other is None:
             out.append(finding(book.path, line, col, "RX502", f"link to {target}: no such Markdown file"))
-        elif fragment and fragment not in anchors(other):
+        elif fragment and fragment not in anchors_of(other):
             out.append(
                 finding(
                     book.path,
                     line,
                     col,
                     "RX501",
-                    f"link to {target}#{fragment}: no such anchor in {target}{_hint(fragment, anchors(other))}",
+                    f"link to {target}#{fragment}: no such anchor in {target}{_hint(fragment, anchors_of(other))}",
                 )
             )
     return out

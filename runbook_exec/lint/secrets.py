@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Iterator
 
 from runbook_exec.lint.findings import Finding, finding
-from runbook_exec.secrets.masking import is_secret_name
+from runbook_exec.secrets.names import is_secret_name
 from runbook_exec.secrets.patterns import SECRET_PATTERNS
 
 # Fixed sub-prefixes of a format that are safe to show after its trigger (``sk-`` + ``proj-``).
@@ -40,7 +40,7 @@ _PLACEHOLDER = re.compile(
 
 
 def secret_key(key: str) -> bool:
-    """A name the runner treats as secret (:func:`runbook_exec.secrets.masking.is_secret_name`) or one that hints
+    """A name the runner treats as secret (:func:`runbook_exec.secrets.names.is_secret_name`) or one that hints
     at a credential."""
     return is_secret_name(key) or _SECRET_HINT.search(key) is not None
 
@@ -86,7 +86,7 @@ def _scan_line(line: str) -> Iterator[tuple[int, int, str, str]]:
     def chars(offset: int) -> int:
         return len(data[:offset].decode("utf-8", "ignore"))
 
-    for pattern in SECRET_PATTERNS:
+    for pattern in SECRET_PATTERNS if _ANY_TRIGGER.search(data) else ():
         for trigger in pattern.triggers:
             pos = data.find(trigger)
             while pos >= 0:
@@ -103,6 +103,10 @@ def _scan_line(line: str) -> Iterator[tuple[int, int, str, str]]:
         if looks_random(value, secret_key(key)):
             start = m.start("value")
             yield start, m.end("value"), f"{key}={mask(value, 0)}: a {len(value)}-character random value", "RX402"
+
+
+# Any pattern's trigger: most lines hold none, and then no pattern needs to look.
+_ANY_TRIGGER = re.compile(b"|".join(re.escape(t) for p in SECRET_PATTERNS for t in p.triggers))
 
 
 def _reference(secret: str) -> bool:

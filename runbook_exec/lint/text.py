@@ -20,28 +20,37 @@ _BARE = re.compile(r"(?:(?<=\s)|^)(?:\.\.\.|…)(?=\s|$)")
 _CODE_SPAN = re.compile(r"(`+)(?:(?!\1).)+\1")
 
 
+def _cp1252_high() -> dict[str, int]:
+    """The characters above U+00FF that Windows-1252 decodes bytes 0x80-0x9F to (``€``, ``…``, ``™``, ...)."""
+    table = {}
+    for n in range(0x80, 0xA0):
+        try:
+            table[bytes([n]).decode("cp1252")] = n
+        except UnicodeDecodeError:  # 0x81, 0x8D, 0x8F, 0x90, 0x9D: not mapped
+            continue
+    return table
+
+
+_CP1252_HIGH = _cp1252_high()
+# A character whose byte (Latin-1 / Windows-1252) starts a UTF-8 sequence (0xC2-0xF4), then one whose byte
+# continues it (0x80-0xBF): U+0080-U+00BF, or one of Windows-1252's characters for 0x80-0x9F.
+_MOJIBAKE = re.compile("[\u00c2-\u00f4][\u0080-\u00bf" + re.escape("".join(sorted(_CP1252_HIGH))) + "]")
+
+
 def _byte(ch: str) -> int | None:
     """The byte a Windows-1252 / Latin-1 decoder turned into ``ch``, if any."""
     code = ord(ch)
-    if 0x80 <= code <= 0xFF:
-        return code
-    try:
-        raw = ch.encode("cp1252")
-    except UnicodeEncodeError:
+    if code < 0x80:
         return None
-    return raw[0] if len(raw) == 1 and raw[0] >= 0x80 else None
+    if code <= 0xFF:
+        return code
+    return _CP1252_HIGH.get(ch)
 
 
 def mojibake_at(line: str) -> int | None:
     """Index of the first mojibake pair in ``line``, or None."""
-    for i in range(len(line) - 1):
-        lead = _byte(line[i])
-        if lead is None or not 0xC2 <= lead <= 0xF4:
-            continue
-        follow = _byte(line[i + 1])
-        if follow is not None and 0x80 <= follow <= 0xBF:
-            return i
-    return None
+    found = _MOJIBAKE.search(line)
+    return found.start() if found else None
 
 
 def check_text(book: Runbook) -> list[Finding]:

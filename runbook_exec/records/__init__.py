@@ -1,1 +1,1 @@
-"""What a run leaves: reports, cell results, the release log, evidence for the site."""
+"""What a run leaves: reports, cell results, the release log, the final rescan, evidence for the site."""

@@ -19,6 +19,7 @@ from runbook_exec.errors import Problem, RunbookError
 from runbook_exec.ops.envfile import duplicates, env_file_entries, sample_keys
 from runbook_exec.records.release_log import last_successful
 from runbook_exec.secrets import masking
+from runbook_exec.secrets.names import is_secret_name
 
 DEFAULT_TIMEOUT_S = 600.0
 
@@ -145,7 +146,7 @@ def build(book: Runbook, selection: Selection, options: Options) -> Plan:
 
     variables, secret_vars = _variables(book, options.variables, environ, log_path, problems, options.target)
     names = {v.name for v in book.settings.vars if v.secret}
-    shown = {k: v for k, v in variables.items() if k not in names and not masking.is_secret_name(k)}
+    shown = {k: v for k, v in variables.items() if k not in names and not is_secret_name(k)}
 
     masked = dict(env_values)
     masked.update(secret_vars)
@@ -344,7 +345,7 @@ def _placeholders(
             given[found.line] = (found.name, current)  # already set: Runme does not ask
             continue
         default = current if current is not None else found.value
-        asked.append(Prompt(cell.index, found.line, found.name, default, masking.is_secret_name(found.name)))
+        asked.append(Prompt(cell.index, found.line, found.name, default, is_secret_name(found.name)))
     return given, asked
 
 
@@ -541,7 +542,7 @@ def _variables(
                 message = f"missing required variable {spec.name}{hint}: pass --var {spec.name}=..."
                 problems.append(Problem(path, book.key_line(spec.name), message))
             continue
-        secret = spec.secret or masking.is_secret_name(spec.name)
+        secret = spec.secret or is_secret_name(spec.name)
         if spec.pattern and not re.search(spec.pattern, value):
             # Quoted as written: repr() would double every backslash of a pattern such as '^\d{4}$'.
             shown = "***" if secret else f"'{value}'"
@@ -553,7 +554,7 @@ def _variables(
     for name, value in given.items():
         if name not in specs:
             values[name] = value
-            if masking.is_secret_name(name):
+            if is_secret_name(name):
                 secrets[name] = value
     return values, secrets
 

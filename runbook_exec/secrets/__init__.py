@@ -1,1 +1,1 @@
-"""Secret masking: printed forms of values, literal search engines, shape patterns, the rescan."""
+"""Secret masking: printed forms of values, literal search engines, shape patterns."""

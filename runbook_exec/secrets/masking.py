@@ -54,10 +54,10 @@ from urllib.parse import quote, quote_plus, unquote
 import ahocorasick_rs
 
 from runbook_exec.secrets.literals import LiteralFinder, literal_finder
+from runbook_exec.secrets.names import is_secret_name
 from runbook_exec.secrets.patterns import SECRET_PATTERNS, SecretPattern, trie_regex
 
 MARKER = b"***"
-SECRET_NAME = re.compile(r"(?i)(^|_)(PASSWORD|PASSWD|SECRET|TOKEN|API_KEY|PRIVATE_KEY|KEY)$")
 
 SHORT_MIN = 4  # below this (or true/false) a value cannot be masked at all
 WORD_MIN = 8  # below this a value is masked only as a whole word
@@ -109,11 +109,6 @@ class Classification:
     secrets: tuple[Secret, ...]
     warnings: tuple[str, ...]
     refused: tuple[str, ...]  # keys whose names mark them secret but whose values are too short to mask
-
-
-def is_secret_name(key: str) -> bool:
-    """True for names such as ``*_PASSWORD``, ``*_SECRET``, ``*_TOKEN``, ``*_API_KEY``, ``*_KEY``."""
-    return bool(SECRET_NAME.search(key))
 
 
 def classify(
