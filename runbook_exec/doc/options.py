@@ -123,7 +123,8 @@ def _tokens(body: str) -> list[str]:
     return out
 
 
-def _unquote(value: str) -> str:
+def unquote(value: str) -> str:
+    """A value without its surrounding quotes (inside double quotes, ``\\"`` and ``\\\\`` are escapes)."""
     if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
         inner = value[1:-1]
         return re.sub(r'\\(["\\])', r"\1", inner) if value[0] == '"' else inner
@@ -157,7 +158,7 @@ def parse_attr_list(body: str) -> Attrs:
                 raise AttrSyntaxError(f"bad key {key!r}")
             if raw == "":
                 raise AttrSyntaxError(f"{key}= has no value")
-            value = _unquote(raw)
+            value = unquote(raw)
             if key in ("class",):
                 classes.extend(value.split())
             elif key == "id":
@@ -284,10 +285,7 @@ def cell_options(attrs: Attrs, *, lenient: bool = False) -> tuple[CellOptions, l
         values[key] = value
     if lenient:
         return _lenient_options(values, kept, problems)
-    timeout = _number("timeout", values["timeout"], 1e-9, problems) if "timeout" in values else None
-    interval = _number("interval", values["interval"], 0, problems) if "interval" in values else 0.0
-    retries = _integer("retries", values["retries"], 0, 1000, problems) if "retries" in values else 0
-    expect = _integer("expect", values["expect"], 0, 255, problems) if "expect" in values else 0
+    timeout, interval, retries, expect = _numbers(values, problems)
     when = values.get("when", "success")
     if when not in WHEN_VALUES:
         problems.append(f"when={when!r} must be one of {', '.join(WHEN_VALUES)}")
@@ -314,6 +312,17 @@ def cell_options(attrs: Attrs, *, lenient: bool = False) -> tuple[CellOptions, l
     return options, problems
 
 
+def _numbers(
+    values: Mapping[str, str], problems: list[str]
+) -> tuple[float | None, float | None, int | None, int | None]:
+    """``timeout``, ``interval``, ``retries`` and ``expect`` (or their defaults); a bad one is None, with a problem."""
+    timeout = _number("timeout", values["timeout"], 1e-9, problems) if "timeout" in values else None
+    interval = _number("interval", values["interval"], 0, problems) if "interval" in values else 0.0
+    retries = _integer("retries", values["retries"], 0, 1000, problems) if "retries" in values else 0
+    expect = _integer("expect", values["expect"], 0, 255, problems) if "expect" in values else 0
+    return timeout, interval, retries, expect
+
+
 def _lenient_options(
     values: dict[str, str], kept: dict[str, str], problems: list[str]
 ) -> tuple[CellOptions, list[str]]:
@@ -332,10 +341,7 @@ def _lenient_options(
         return None
 
     number_notes: list[str] = []
-    timeout = _number("timeout", values["timeout"], 1e-9, number_notes) if "timeout" in values else None
-    interval = _number("interval", values["interval"], 0, number_notes) if "interval" in values else 0.0
-    retries = _integer("retries", values["retries"], 0, 1000, number_notes) if "retries" in values else 0
-    expect = _integer("expect", values["expect"], 0, 255, number_notes) if "expect" in values else 0
+    timeout, interval, retries, expect = _numbers(values, number_notes)
     when = values.get("when", "success")
     if when not in WHEN_VALUES:
         number_notes.append(f"when={when!r} must be one of {', '.join(WHEN_VALUES)}")

@@ -24,6 +24,8 @@ from typing import Any
 
 import yaml
 
+from runbook_exec.doc.options import unquote
+
 # strconv.ParseBool's words: anything else is "not set" and the key's default applies.
 _TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
 _FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
@@ -84,13 +86,6 @@ def _html_words(body: str) -> list[str]:
     return words
 
 
-def _unquote(value: str) -> str:
-    if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
-        inner = value[1:-1]
-        return re.sub(r'\\(["\\])', r"\1", inner) if value[0] == '"' else inner
-    return value
-
-
 def parse_attributes(info: str) -> Attributes:
     """Read the attributes of a fence info string the way Runme does. Never raises."""
     raw = extract(info)
@@ -106,7 +101,7 @@ def parse_attributes(info: str) -> Attributes:
     for word in _html_words(raw.strip("{}")):
         key, _, value = word.partition("=")
         if key:
-            items.append((key, _unquote(value)))
+            items.append((key, unquote(value)))
     return Attributes(tuple(items), "html")
 
 
