@@ -12,6 +12,7 @@ reported on its own.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -25,19 +26,28 @@ def _runbook(path: Path, n: int) -> None:
     path.write_text(f"# Bench\n\n{cells}" if n else "# Bench\n\n```bash\ntrue\n```\n")
 
 
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    # As an installed package runs: from its bytecode cache (written by the warm-up run), not recompiled on
+    # every start, which would add tens of ms of noise to T(1) and T(N) alike.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
+
+
+def _once(cmd: list[str], cwd: Path) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(cmd, cwd=cwd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    return time.perf_counter() - t0
+
+
 def _time(cmd: list[str], cwd: Path, repeat: int) -> float:
-    samples = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        subprocess.run(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
-        samples.append(time.perf_counter() - t0)
-    return statistics.median(samples)
+    return statistics.median(_once(cmd, cwd) for _ in range(repeat))
 
 
-def _runner(work: Path, n: int, repeat: int) -> float:
+def _runner_args(work: Path, n: int) -> list[str]:
     book = work / f"cells-{n}.md"
     _runbook(book, max(n, 1))
-    args = [
+    return [
         sys.executable,
         "-m",
         "runbook_exec.cli",
@@ -50,7 +60,14 @@ def _runner(work: Path, n: int, repeat: int) -> float:
         "--transcript",
         "t.log",
     ]
-    return _time(args, work, repeat)
+
+
+def _per_cell(work: Path, n: int, repeat: int) -> float:
+    """(T(n) - T(1)) / (n - 1), the two runs interleaved so that a busy moment hits both alike."""
+    one, many = _runner_args(work, 1), _runner_args(work, n)
+    _once(one, work)  # warm-up: page cache, bytecode cache
+    diffs = [_once(many, work) - _once(one, work) for _ in range(repeat)]
+    return statistics.median(diffs) / (n - 1)
 
 
 def _session_start_ms(repeat: int) -> float:
@@ -74,7 +91,8 @@ def main() -> int:
     sizes = [int(s) for s in args.sizes.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        base = _runner(work, 1, args.repeat)  # one cell: start-up, session, reports
+        _once(_runner_args(work, 1), work)  # warm-up
+        base = _time(_runner_args(work, 1), work, args.repeat)  # one cell: start-up, session, reports
         print(f"session start: {_session_start_ms(args.repeat):.2f} ms")
         print(f"runbook-exec with 1 cell (process start + session + reports): {base * 1000:.1f} ms")
         print(
@@ -92,7 +110,7 @@ def main() -> int:
             fresh = (
                 _time(["bash", str(percell)], work, args.repeat) - _time(["bash", str(loop)], work, args.repeat)
             ) / n
-            ours = (_runner(work, n, args.repeat) - base) / (n - 1)
+            ours = _per_cell(work, n, args.repeat)
             print(
                 f"{n:>6} {ours * 1000:>21.4f} {max(floor, 0) * 1000:>20.4f} {fresh * 1000:>16.3f}"
                 f" {fresh / ours:>10.1f}x"
