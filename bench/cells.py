@@ -3,9 +3,11 @@
     python bench/cells.py [--repeat 5]
 
 Floors: one ``bash script.sh`` running N commands, and a fresh ``bash -c`` per cell (the process-per-cell
-model of most Markdown runners). runbook-exec runs N trivial ``.exec`` cells in one session through the
-real CLI (masking, transcript, JSON and JUnit reports included). Per-cell overhead is
-(T(N) - T(0)) / N, so interpreter start-up and session start are not counted per cell; session start is
+model of most Markdown runners). A third column, the round trip, is the least any runner that drives one
+bash session cell by cell pays: a command line written to bash's pipe, ``read`` and ``eval``, a status frame
+printed on a pty and read back, with nothing else around it. runbook-exec runs N trivial ``.exec`` cells in
+one session through the real CLI (masking, transcript, JSON and JUnit reports included). Per-cell overhead
+is (T(N) - T(1)) / (N - 1), so interpreter start-up and session start are not counted per cell; session start is
 reported on its own.
 """
 
@@ -13,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import pty
+import select
 import statistics
 import subprocess
 import sys
@@ -70,6 +74,32 @@ def _per_cell(work: Path, n: int, repeat: int) -> float:
     return statistics.median(diffs) / (n - 1)
 
 
+def _round_trip(n: int) -> float:
+    """Seconds per cell of the bare session protocol: pipe -> bash ``read``/``eval`` -> frame on a pty -> read."""
+    commands, feed = os.pipe()
+    master, slave = pty.openpty()
+    loop = 'while read -r n l; do read -r -N "$l" src; eval "$src"; printf \'\\036%s\\037\' "$n"; done'
+    proc = subprocess.Popen(["bash", "--noprofile", "--norc", "-c", loop], stdin=commands, stdout=slave, stderr=slave)
+    os.close(commands)
+    os.close(slave)
+
+    def one(i: int) -> None:
+        os.write(feed, f"{i} 5\ntrue\n".encode())
+        while b"\x1f" not in os.read(master, 65536):
+            select.select([master], [], [])
+
+    for i in range(50):
+        one(i)
+    t0 = time.perf_counter()
+    for i in range(n):
+        one(i)
+    seconds = (time.perf_counter() - t0) / n
+    os.close(feed)
+    proc.wait()
+    os.close(master)
+    return seconds
+
+
 def _session_start_ms(repeat: int) -> float:
     from runbook_exec.run.shell import BashSession
 
@@ -97,7 +127,7 @@ def main() -> int:
         print(f"runbook-exec with 1 cell (process start + session + reports): {base * 1000:.1f} ms")
         print(
             f"{'N':>6} {'runbook-exec ms/cell':>21} {'bash script ms/cell':>20} {'bash -c ms/cell':>16}"
-            f" {'vs bash -c':>11}"
+            f" {'vs bash -c':>11} {'round trip ms':>14}"
         )
         for n in sizes:
             script = work / f"script-{n}.sh"
@@ -111,9 +141,10 @@ def main() -> int:
                 _time(["bash", str(percell)], work, args.repeat) - _time(["bash", str(loop)], work, args.repeat)
             ) / n
             ours = _per_cell(work, n, args.repeat)
+            trip = statistics.median(_round_trip(n) for _ in range(args.repeat))
             print(
                 f"{n:>6} {ours * 1000:>21.4f} {max(floor, 0) * 1000:>20.4f} {fresh * 1000:>16.3f}"
-                f" {fresh / ours:>10.1f}x"
+                f" {fresh / ours:>10.1f}x {trip * 1000:>14.4f}"
             )
     return 0
 
