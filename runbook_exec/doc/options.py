@@ -103,6 +103,8 @@ class AttrSyntaxError(ValueError):
 
 def _tokens(body: str) -> list[str]:
     """Split an attribute list body on whitespace, keeping quoted values whole."""
+    if '"' not in body and "'" not in body:
+        return body.split()  # the common case: str.split() splits on the same (str.isspace) whitespace
     out: list[str] = []
     i, n = 0, len(body)
     while i < n:
@@ -268,6 +270,8 @@ def cell_options(attrs: Attrs, *, lenient: bool = False) -> tuple[CellOptions, l
     ``lenient`` (Runme mode): the problems are notes, not errors; an unknown key is kept, a value that
     cannot be used is ignored, and booleans are read as Runme reads them (``1``, ``t``, ``True``, ...).
     """
+    if not attrs.options:
+        return CellOptions(), []  # the common case: every default, nothing to check
     problems: list[str] = []
     seen: set[str] = set()
     values: dict[str, str] = {}
