@@ -938,6 +938,7 @@ def _partial_suffix(data: bytes, marker: bytes) -> int:
 
 
 _BURST = 256 << 10  # at most this much is read in one go before it is passed on
+_SHORT_READ = 1024  # a read shorter than this emptied the pty (a full one returns 4 KiB)
 
 
 def _read_burst(fd: int) -> bytes | None:
@@ -965,6 +966,8 @@ def _read_burst(fd: int) -> bytes | None:
             return b""
         parts.append(chunk)
         size += len(chunk)
+        if len(chunk) < _SHORT_READ:
+            break  # the pty was drained: another read would only fail with EAGAIN (an exception, ~4 us)
     if not parts:
         return None
     return parts[0] if len(parts) == 1 else b"".join(parts)
