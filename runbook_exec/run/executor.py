@@ -65,6 +65,8 @@ class Capture:
             del self.tail[: len(self.tail) - _KEEP]
 
     def last_lines(self, n: int = TAIL_LINES) -> tuple[str, ...]:
+        if not self.tail:
+            return ()
         text = plain(bytes(self.tail)).replace(b"\r\n", b"\n").rstrip(b"\n")
         lines = [ln.rsplit(b"\r", 1)[-1] for ln in text.split(b"\n")][-n:] if text else []
         return tuple(ln.decode("utf-8", "replace") for ln in lines)

@@ -646,6 +646,10 @@ class MaskStream:
 
     def flush(self) -> bytes:
         """Release everything held back (end of cell / end of stream)."""
+        if not self._ctx and not self._held:  # a cell that printed nothing (or a stream flushed twice)
+            self._early = -1
+            self._marked = False
+            return b""
         out = self._step(self._ctx + self._held, final=True)
         self._ctx = b""
         self._early = -1
