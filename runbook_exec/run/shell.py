@@ -945,9 +945,10 @@ def _read_burst(fd: int) -> bytes | None:
     """What the pty holds right now, up to about :data:`_BURST` bytes; None when it holds nothing, b"" when
     nothing holds it any more (EIO).
 
-    A pty read returns at most 4 KiB; reading on until it is empty, without a select() in between, hands
-    the masker, the terminal and the transcript one block per burst instead of one per 4 KiB (the cost of
-    a busy cell is mostly per call). It never waits for more, so a quiet cell's last bytes are not delayed.
+    A pty read returns at most 4 KiB; reading on until it is empty (a short read says it is), without a
+    select() in between, hands the masker, the terminal and the transcript one block per burst instead of
+    one per 4 KiB (the cost of a busy cell is mostly per call). It never waits for more, so a quiet cell's
+    last bytes are not delayed.
     """
     parts: list[bytes] = []
     size = 0
