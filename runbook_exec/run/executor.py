@@ -308,10 +308,8 @@ class Executor:
                 # The session cannot be started again (bash missing, no pty left): this cell fails, and so
                 # does every later one that tries.
                 last = ShellResult(exit_code=None, note=f"the shell session is gone: {exc}")
-                self._emit_final(stream, capture)
                 status = FAILED
                 break
-            self._emit_final(stream, capture)
             if last.interrupted:
                 status = INTERRUPTED
                 break
@@ -327,6 +325,7 @@ class Executor:
             if attempts > retries or state.interrupted:
                 status = FAILED
                 break
+            self._emit_final(stream, capture)
             self._say(
                 self.console.note(
                     f"↻ {label}: exit {last.exit_code}; retry {attempts}/{retries} in {cell.options.interval:g} s",
@@ -341,7 +340,10 @@ class Executor:
         duration = time.monotonic() - t0
         if status != PASSED:
             state.failed = True
+        # The next cell goes to bash first: the end of this one's output (what the masker still holds, the
+        # transcript's flush) is handled while bash runs it. Its output waits in the pty until its turn.
         self._start_next(cell)
+        self._emit_final(stream, capture)
         if last is not None and last.waits_for_input:
             self._say(
                 self.console.note(
