@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 from runbook_exec.doc.document import Cell
 from runbook_exec.records.report import Transcript, plain
@@ -80,6 +81,17 @@ class Capture:
         return lines[0][:500] if lines else None
 
 
+class _Launch(NamedTuple):
+    """The arguments of a cell's start that depend on the plan alone (prepared while bash runs a cell)."""
+
+    script: str
+    name: str
+    stateful: bool  # may change shell state by itself (see _STATEFUL)
+    defines: tuple[str, ...]  # the functions it defines
+    next_cell: tuple[str, str] | None
+    stdin_tty: bool
+
+
 @dataclass
 class _State:
     failed: bool = False
@@ -119,6 +131,7 @@ class Executor:
         self._names = self._masked_names()
         cells = plan.cells
         self._following = {a.index: b for a, b in itertools.pairwise(cells)}
+        self._launches: dict[int, _Launch] = {}
 
     def _masked_names(self) -> dict[int, tuple[str | None, str]]:
         """Each cell's section and label, masked once for the whole run (one redactor call, not two per cell)."""
@@ -246,15 +259,37 @@ class Executor:
     def _start(self, cell: Cell) -> Started:
         if self.on_cell_start:
             self.on_cell_start(cell)
-        script = self.plan.script(cell)
+        launch = self._launches.pop(cell.index, None) or self._launch(cell)
+        if launch.defines:
+            self._functions.update(launch.defines)
         return self.shell.start(
-            script,
-            cwd=self.plan.cwd(cell),
-            name=self._names[cell.index][1],
-            snapshot=self._needs_snapshot(script),
-            next_cell=self._next_source(cell),
-            stdin_tty=self.plan.stdin_tty(cell),
+            launch.script,
+            cwd=self.plan.cwd(cell),  # not prepared: it resolves symlinks, which an earlier cell may change
+            name=launch.name,
+            snapshot=launch.stateful or self._calls_function(launch.script),
+            next_cell=launch.next_cell,
+            stdin_tty=launch.stdin_tty,
         )
+
+    def _launch(self, cell: Cell) -> _Launch:
+        """What starting ``cell`` takes that depends on nothing but the plan."""
+        script = self.plan.script(cell)
+        following = self._following.get(cell.index)
+        return _Launch(
+            script,
+            self._names[cell.index][1],
+            _STATEFUL.search(script) is not None,
+            tuple(_FUNCTION_DEF.findall(script)),
+            (self.plan.script(following), self._names[following.index][1]) if following is not None else None,
+            self.plan.stdin_tty(cell),
+        )
+
+    def _prepare_after(self, cell: Cell) -> None:
+        """Prepare the start of the cell after ``cell`` (the one sent to bash ahead is ``cell`` itself) while
+        bash runs, instead of between a cell's end and the next one's start."""
+        following = self._following.get(cell.index)
+        if following is not None and following.index not in self._launches:
+            self._launches[following.index] = self._launch(following)
 
     def _start_next(self, cell: Cell) -> None:
         """Send the following cell to bash now, when it will run anyway, so this cell's bookkeeping
@@ -376,17 +411,14 @@ class Executor:
         self._say(self.console.result(result, cell.options.expect), masked_already=True, flush=False)
         if self.on_cell_done:
             self.on_cell_done(cell, result, last)
+        if self._pending is not None:
+            self._prepare_after(self._pending[0])
         return result
 
-    def _next_source(self, cell: Cell) -> tuple[str, str] | None:
-        following = self._following.get(cell.index)
-        return (self.plan.script(following), self._names[following.index][1]) if following is not None else None
-
-    def _needs_snapshot(self, source: str) -> bool:
-        self._functions.update(_FUNCTION_DEF.findall(source))
-        if _STATEFUL.search(source):
-            return True
-        return any(re.search(rf"\b{re.escape(name)}\b", source) for name in self._functions)
+    def _calls_function(self, source: str) -> bool:
+        """Whether ``source`` names a function a cell started so far defined (calling it may change state)."""
+        functions = self._functions
+        return bool(functions) and any(re.search(rf"\b{re.escape(name)}\b", source) for name in functions)
 
     def _emit(self, stream: MaskStream, capture: Capture, data: bytes) -> None:
         # b"": the shell's idle tick (the cell has been silent for a moment): a held tail is released then,
