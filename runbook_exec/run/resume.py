@@ -98,6 +98,13 @@ def _js(value: str | None) -> str:
     return "null" if value is None else encode_basestring(value)
 
 
+def _begin_line(cell_id: str | None, label: str, section: str | None, line: int, at: float) -> bytes:
+    return (
+        f'{{"begin": {_js(cell_id)}, "label": {_js(label)}, "section": {_js(section)}, "line": {line:d}, '
+        f'"at": {at:.6f}}}\n'
+    ).encode("utf-8", "surrogatepass")
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat()
 
@@ -118,7 +125,9 @@ class Recorder:
         self._last_exports: str | None = str(header.get("exports", ""))
         self._last_cwd: str | None = str(header.get("cwd", ""))
         self._open: set[int] = set()  # lines of the cells begun whose result is not recorded yet
-        self._deferred = b""
+        # Begins to be written with the next result, as (id, label, section, line, time): formatted then,
+        # not while the next cell waits to be sent.
+        self._deferred: list[tuple[str | None, str, str | None, int, float]] = []
         self._line({"run": "start", "at": _now(), "pid": os.getpid(), **header})
 
     def _line(self, data: Mapping[str, Any]) -> None:
@@ -138,14 +147,11 @@ class Recorder:
         While an earlier cell's result is still to be recorded (the next cell is sent to bash as soon as
         the earlier one ends), this line is written together with that result: one write per cell.
         """
-        text = (
-            f'{{"begin": {_js(cell_id)}, "label": {_js(label)}, "section": {_js(section)}, "line": {line:d}, '
-            f'"at": {time.time():.6f}}}\n'
-        ).encode("utf-8", "surrogatepass")
+        begin = (cell_id, label, section, line, time.time())
         if self._open:
-            self._deferred += text
+            self._deferred.append(begin)
         else:
-            self._write(text)
+            self._write(_begin_line(*begin))
         self._open.add(line)  # a cell's line identifies it in its runbook (its label may be masked later)
 
     def cell(self, result: CellResult, cwd: str, exports: str) -> None:
@@ -170,15 +176,19 @@ class Recorder:
             text += ", " + json.dumps(extra, ensure_ascii=False)[1:-1]
         data = text.encode("utf-8", "surrogatepass") + b"}\n"
         if self._deferred:  # in the order they happened: the begins came before this result
-            data, self._deferred = self._deferred + data, b""
+            data = self._take_deferred() + data
         self._write(data)
+
+    def _take_deferred(self) -> bytes:
+        data = b"".join(_begin_line(*begin) for begin in self._deferred)
+        self._deferred.clear()
+        return data
 
     def close(self, status: str) -> None:
         """Record how the run ended; a passed run needs no resume, so its state (and any secret-derived
         value in it) is deleted."""
         if self._deferred:
-            self._write(self._deferred)
-            self._deferred = b""
+            self._write(self._take_deferred())
         self._line({"run": "end", "status": status, "at": _now()})
         with contextlib.suppress(OSError):
             os.fsync(self._fd)
