@@ -16,7 +16,7 @@ from runbook_exec.commands.signals import Signals
 from runbook_exec.doc.document import Cell
 from runbook_exec.errors import RunbookError
 from runbook_exec.records import release_log
-from runbook_exec.records.report import Transcript, check_writable, run_dir
+from runbook_exec.records.report import INDENT_MAX, Transcript, check_writable, run_dir
 from runbook_exec.records.results import CellResult, RunReport
 from runbook_exec.run import resume
 from runbook_exec.run.console import GONE, Console, ask, use_color
@@ -89,6 +89,7 @@ def run_plan(
         raise RunbookError(f"runbook-exec: {exc}") from None
     drop = set(plan.env) - set(plan.variables)
     filtered: dict[str, str] = {}
+    compact = len(plan.cells) > INDENT_MAX  # the JSON report is joined from each cell's text
 
     def on_cell_start(cell: Cell) -> None:
         recorder.begin(cell.id, cell.label, cell.section, cell.line)
@@ -99,6 +100,8 @@ def run_plan(
             filtered.clear()
             filtered[raw] = resume.filter_exports(raw, drop, initial)
         recorder.cell(result, shell.cwd, filtered[raw])
+        if compact:
+            result.json_text  # noqa: B018 - made now, while bash runs the next cell, not all at the run's end
 
     executor = Executor(
         plan,

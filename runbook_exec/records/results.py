@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 PASSED, FAILED, TIMED_OUT, SKIPPED, REFUSED, INTERRUPTED = (
@@ -90,6 +92,12 @@ class CellResult:
             "source_sha256": self.source_sha256,
         }
 
+    @cached_property
+    def json_text(self) -> str:
+        """:meth:`to_json` as the compact JSON report holds it, made once: a run made it while bash ran the
+        next cell, and its report only joins these texts."""
+        return json.dumps(self.to_json(), ensure_ascii=False)
+
 
 @dataclass(frozen=True)
 class RunReport:
@@ -116,8 +124,9 @@ class RunReport:
     def failed_cell(self) -> CellResult | None:
         return next((c for c in self.cells if c.status in (FAILED, TIMED_OUT, REFUSED, INTERRUPTED)), None)
 
-    def to_json(self) -> dict[str, Any]:
-        return {
+    def to_json(self, cells: bool = True) -> dict[str, Any]:
+        """The JSON report's data; ``cells=False``: all of it but the ``cells`` list (its last key)."""
+        data: dict[str, Any] = {
             "runbook": self.runbook,
             "runbook_sha256": self.runbook_sha256,
             "status": PASSED if self.status == PASSED else FAILED,
@@ -135,5 +144,7 @@ class RunReport:
             "transcript": self.transcript,
             # Only runs against a target say so: an untargeted report keeps its shape.
             **({"target": self.target, "engine_host": self.engine_host} if self.target else {}),
-            "cells": [c.to_json() for c in self.cells],
         }
+        if cells:
+            data["cells"] = [c.to_json() for c in self.cells]
+        return data
