@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
+from json.encoder import encode_basestring
 from typing import Any
 
 PASSED, FAILED, TIMED_OUT, SKIPPED, REFUSED, INTERRUPTED = (
@@ -54,6 +56,11 @@ def source_sha256(source: str) -> str:
     return hashlib.sha256(source.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+def _js(value: str | None) -> str:
+    """A JSON string (or null), as ``json.dumps(..., ensure_ascii=False)`` writes it."""
+    return "null" if value is None else encode_basestring(value)
+
+
 @dataclass(frozen=True)
 class CellResult:
     """The outcome of one planned cell. Every text field is already masked."""
@@ -94,9 +101,35 @@ class CellResult:
 
     @cached_property
     def json_text(self) -> str:
-        """:meth:`to_json` as the compact JSON report holds it, made once: a run made it while bash ran the
-        next cell, and its report only joins these texts."""
-        return json.dumps(self.to_json(), ensure_ascii=False)
+        """:meth:`to_json` as the compact JSON report holds it (``json.dumps(..., ensure_ascii=False)``), made
+        once: a run made it while bash ran the next cell, and its report only joins these texts.
+
+        Written out field by field with the encoder's own string function: ~3x faster than building the
+        dict and encoding it, byte for byte the same."""
+        duration = round(self.duration_s, 6)
+        if not (
+            type(duration) is float
+            and math.isfinite(duration)
+            and type(self.line) is int
+            and type(self.attempts) is int
+            and (self.exit_code is None or type(self.exit_code) is int)
+        ):
+            return json.dumps(self.to_json(), ensure_ascii=False)  # not as typed (a hand-edited state file)
+        refused = self.status in (REFUSED, INTERRUPTED)
+        try:
+            return (
+                f'{{"id": {_js(self.id)}, "label": {_js(self.label)}, "section": {_js(self.section)}, '
+                f'"line": {self.line!r}, "when": {_js(self.when)}, '
+                f'"status": {_js(FAILED if refused else self.status)}, '
+                f'"reason": {_js(self.status if refused else None)}, '
+                f'"exit_code": {"null" if self.exit_code is None else repr(self.exit_code)}, '
+                f'"attempts": {self.attempts!r}, "duration_s": {duration!r}, '
+                f'"started_at": {"null" if self.started_at is None else _js(self.started_at.isoformat())}, '
+                f'"first_error": {_js(self.first_error)}, "tail": [{", ".join(map(_js, self.tail))}], '
+                f'"source_sha256": {_js(self.source_sha256)}}}'
+            )
+        except TypeError:  # a text field that is not a string
+            return json.dumps(self.to_json(), ensure_ascii=False)
 
 
 @dataclass(frozen=True)
