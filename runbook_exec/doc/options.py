@@ -260,6 +260,10 @@ def _integer(key: str, value: str, low: int, high: int, problems: list[str]) -> 
     return int(value)
 
 
+# Shared by every cell without options (frozen, and its ``extra`` mapping is only read): one construction
+# instead of one per cell.
+_DEFAULT_OPTIONS = CellOptions()
+
 _GO_TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
 _GO_FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
 
@@ -271,7 +275,7 @@ def cell_options(attrs: Attrs, *, lenient: bool = False) -> tuple[CellOptions, l
     cannot be used is ignored, and booleans are read as Runme reads them (``1``, ``t``, ``True``, ...).
     """
     if not attrs.options:
-        return CellOptions(), []  # the common case: every default, nothing to check
+        return _DEFAULT_OPTIONS, []  # the common case: every default, nothing to check
     problems: list[str] = []
     seen: set[str] = set()
     values: dict[str, str] = {}
