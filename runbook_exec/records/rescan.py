@@ -218,7 +218,7 @@ def _report(redactor: Redactor, path: Path, redact: bool) -> set[str]:
         return _raw(redactor, path, redact)
     if not isinstance(data, dict):
         return _raw(redactor, path, redact)
-    parts = [holder[key] for holder, key in _json_content(data)]
+    parts = _json_parts(data)
     keys = _content_leaks(redactor, parts, lambda: [text for part in parts for text in _strings(part)])
     if redact:
         for holder, key in _json_content(data):
@@ -236,6 +236,18 @@ def _json_content(data: dict[str, Any]) -> Iterator[tuple[dict[str, Any], str]]:
                     yield from ((cell, k) for k in cell if k not in CELL_FIELDS_OWN)
         elif key not in RUN_FIELDS_OWN:
             yield data, key
+
+
+def _json_parts(data: dict[str, Any]) -> list[Any]:
+    """The values of :func:`_json_content`, in its order, gathered without a generator step per value."""
+    parts: list[Any] = []
+    for key, value in data.items():
+        if key == "cells" and isinstance(value, list):
+            own = CELL_FIELDS_OWN
+            parts += [v for cell in value if isinstance(cell, dict) for k, v in cell.items() if k not in own]
+        elif key not in RUN_FIELDS_OWN:
+            parts.append(value)
+    return parts
 
 
 def _strings(value: Any) -> Iterator[str]:
@@ -258,7 +270,7 @@ def _junit(redactor: Redactor, path: Path, redact: bool) -> set[str]:
         root = ET.parse(path).getroot()
     except ET.ParseError:
         return _raw(redactor, path, redact)
-    texts = [content for _element, _name, content, _own in _junit_content(root)]
+    texts = _junit_texts(root)
     keys = _content_leaks(redactor, texts, lambda: texts)
     if redact:
         for element, name, content, own in _junit_content(root):
@@ -278,19 +290,38 @@ def _junit_content(root: ET.Element) -> Iterator[tuple[ET.Element, str | None, s
     ``target``) and at the end of its suite's name (``book.md [target]``): that part is left out.
     """
     for element in root.iter():
-        if element.tag == "property" and element.get("name") in RUN_FIELDS_OWN:
-            continue
-        own = ""
-        if element.tag == "testsuite":
-            target = element.find("properties/property[@name='target']")
-            suffix = f" [{target.get('value')}]" if target is not None else ""
-            own = suffix if suffix and element.get("name", "").endswith(suffix) else ""
-        for name, value in element.attrib.items():
-            if name not in _JUNIT_OWN:
-                suffix = own if name == "name" else ""
-                yield element, name, value[: len(value) - len(suffix)], suffix
-        if element.text:
-            yield element, None, element.text, ""
+        yield from _element_content(element)
+
+
+def _junit_texts(root: ET.Element) -> list[str]:
+    """The contents of :func:`_junit_content`, in its order; a testcase's (nearly every element) gathered
+    without a generator step per value."""
+    texts: list[str] = []
+    for element in root.iter():
+        if element.tag == "testcase":
+            texts += [value for name, value in element.attrib.items() if name not in _JUNIT_OWN]
+            if element.text:
+                texts.append(element.text)
+        else:
+            texts += [content for _element, _name, content, _own in _element_content(element)]
+    return texts
+
+
+def _element_content(element: ET.Element) -> Iterator[tuple[ET.Element, str | None, str, str]]:
+    """:func:`_junit_content` of one element."""
+    if element.tag == "property" and element.get("name") in RUN_FIELDS_OWN:
+        return
+    own = ""
+    if element.tag == "testsuite":
+        target = element.find("properties/property[@name='target']")
+        suffix = f" [{target.get('value')}]" if target is not None else ""
+        own = suffix if suffix and element.get("name", "").endswith(suffix) else ""
+    for name, value in element.attrib.items():
+        if name not in _JUNIT_OWN:
+            suffix = own if name == "name" else ""
+            yield element, name, value[: len(value) - len(suffix)], suffix
+    if element.text:
+        yield element, None, element.text, ""
 
 
 # -- anything else ----------------------------------------------------------------------------------------
