@@ -9,15 +9,27 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from runbook_exec.records.results import FAILED, INTERRUPTED, PASSED, REFUSED, SKIPPED, TIMED_OUT, CellResult
+from runbook_exec.records.report import dump_json, report_json
+from runbook_exec.records.results import (
+    FAILED,
+    INTERRUPTED,
+    PASSED,
+    REFUSED,
+    SKIPPED,
+    TIMED_OUT,
+    CellResult,
+    RunReport,
+)
 
 _TEXTS = ["", "plain", 'quote " and \\ backslash', "탭\t줄\n바꿈", "\x00\x1f\x7f", "\ud800 lone surrogate", "💥", "***"]
 _STATUSES = [PASSED, FAILED, TIMED_OUT, SKIPPED, REFUSED, INTERRUPTED]
 
 
-def _random_result(rng: random.Random) -> CellResult:
+def _random_result(rng: random.Random, surrogates: bool = True) -> CellResult:
+    texts = _TEXTS if surrogates else [t for t in _TEXTS if "\ud800" not in t]
+
     def text() -> str:
-        return rng.choice(_TEXTS) + "".join(chr(rng.choice([rng.randrange(32, 127), rng.randrange(0x80, 0x3000)]))
+        return rng.choice(texts) + "".join(chr(rng.choice([rng.randrange(32, 127), rng.randrange(0x80, 0x3000)]))
                                             for _ in range(rng.randrange(6)))  # fmt: skip
 
     def maybe(value: str) -> str | None:
@@ -57,3 +69,26 @@ def test_values_not_as_typed_still_match(odd: dict[str, object]) -> None:
     base = {"id": "a", "label": "a", "section": None, "line": 1, "when": "success", "status": PASSED}
     result = CellResult(**{**base, **odd})  # type: ignore[arg-type]
     assert result.json_text == json.dumps(result.to_json(), ensure_ascii=False)
+
+
+@pytest.mark.parametrize("count", [0, 1, 200, 201, 1000])
+@pytest.mark.parametrize("target", [None, "web-2"])
+def test_a_report_joined_from_cell_texts_is_what_dump_json_writes(count: int, target: str | None) -> None:
+    rng = random.Random(count)
+    start = datetime(2026, 12, 2, 18, 0, tzinfo=UTC)
+    report = RunReport(
+        runbook="ops/deploy.md",
+        runbook_sha256="cd" * 32,
+        status=rng.choice([PASSED, FAILED, INTERRUPTED]),
+        started_at=start,
+        finished_at=start + timedelta(seconds=rng.random() * 100),
+        selection=("rehearsal",),
+        # (A report's bytes are UTF-8: a run's texts hold no lone surrogate; the cell text test has them.)
+        cells=tuple(_random_result(rng, surrogates=False) for _ in range(count)),
+        variables={"TAG": "2026.12.02", "메모": 'q"uote'},
+        operator="ops",
+        host="web-1",
+        exit_code=rng.choice([0, 1, None]),
+        target=target,
+    )
+    assert report_json(report) == dump_json(report.to_json())
