@@ -56,9 +56,13 @@ def source_sha256(source: str) -> str:
     return hashlib.sha256(source.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def _js(value: str | None) -> str:
-    """A JSON string (or null), as ``json.dumps(..., ensure_ascii=False)`` writes it."""
+def json_string(value: str | None) -> str:
+    """A JSON string (or null), as ``json.dumps(..., ensure_ascii=False)`` writes it (the json module's C
+    encoder for strings)."""
     return "null" if value is None else encode_basestring(value)
+
+
+_js = json_string  # short, inside the f-strings that write JSON field by field
 
 
 @dataclass(frozen=True)

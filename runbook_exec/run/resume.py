@@ -26,7 +26,6 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from json.encoder import encode_basestring
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +41,7 @@ from runbook_exec.records.results import (
     CellResult,
     RunReport,
 )
+from runbook_exec.records.results import json_string as _js
 
 STATE_DIR = Path(".runbook/state")
 _DECL = re.compile(r"^declare -[a-zA-Z-]*x[a-zA-Z]* ([A-Za-z_][A-Za-z0-9_]*)(=|$)")
@@ -91,11 +91,6 @@ def parse_exports(script: str) -> dict[str, str]:
         if match:
             out[match.group(1)] = entry
     return out
-
-
-def _js(value: str | None) -> str:
-    """A JSON string (or null), by the C encoder the json module uses for strings."""
-    return "null" if value is None else encode_basestring(value)
 
 
 def _begin_line(cell_id: str | None, label: str, section: str | None, line: int, at: float) -> bytes:
