@@ -91,7 +91,7 @@ __rx_snap() {
     builtin printf '#%s:a\n' "$__rx_nonce"; builtin alias -p
     builtin printf '#%s:o\n' "$__rx_nonce"; builtin umask -p
     builtin printf '#%s:t\n' "$__rx_nonce"
-  } >|"$__rx_dir/state" 2>&238 || :
+  } >|"$__rx_dir/state.$__rx_n" 2>&238 || :
 }
 # A script's EXIT trap runs when the script ends: take the cell's one out, to be run by the loop.
 __rx_targ() { __rx_tc=$2; }
@@ -139,7 +139,8 @@ _LOOP = (
     "case $__rx_st$__rx_f in 0-) ;; 0*) "
     'case $__rx_f in *t*) __rx_tget; builtin eval "$__rx_tc" ;; esac; '
     # trap -p at the top level: in a function it would not show the ERR trap.
-    'case $__rx_f in *[sw]*) __rx_post; case $__rx_f in *s*) builtin trap -p >>"$__rx_dir/state" ;; esac ;; esac ;; '
+    "case $__rx_f in *[sw]*) __rx_post; "
+    'case $__rx_f in *s*) builtin trap -p >>"$__rx_dir/state.$__rx_n" ;; esac ;; esac ;; '
     '*) builtin exit "$__rx_st" ;; '
     "esac; "
     'builtin printf \'\\036%s:%s:0:%s\\037\' "$__rx_nonce" "$__rx_n" "$PWD" || __rx_frame; done; '
@@ -641,7 +642,7 @@ class BashSession:
             if outcome.cwd:
                 self._cwd = outcome.cwd
             if started.snapshot:
-                self._read_snapshot()
+                self._read_snapshot(started.nonce)
         elif kind == "died":
             self._bash_alive = False
             if outcome.code == 0 and not note:
@@ -681,8 +682,9 @@ class BashSession:
             return outcome, self._stop(started, output, forward)
         return outcome, False
 
-    def _read_snapshot(self) -> None:
-        path = f"{self._dir}/state"
+    def _read_snapshot(self, tag: str) -> None:
+        # One file per cell: bash may already write the snapshot of a cell queued after this one.
+        path = f"{self._dir}/state.{tag}"
         with contextlib.suppress(OSError), open(path, encoding="utf-8", errors="surrogateescape") as fh:
             self._dump = fh.read()
         # It holds every value, secrets included: kept in memory, not on disk.
